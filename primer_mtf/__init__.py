@@ -1,0 +1,22 @@
+"""primer-mtf: Primer (So et al., 2021) and its baselines in Mesh TensorFlow.
+
+Importing the package registers its gin configurables, which is all that
+``t5_mesh_transformer --module_import=primer_mtf`` needs.
+"""
+import os
+
+# TF's C++ INFO lines (and mesh-tensorflow's per-step tf.Print) drown the
+# progress report; warnings and errors still show. Set it yourself to override.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import primer_mtf_compat  # pylint: disable=g-import-not-at-top
+
+primer_mtf_compat.apply()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from primer_mtf import progress
+from primer_mtf import tasks
+from primer_mtf.progress import train_with_progress
+from primer_mtf.tasks import corpus_task
+
+__all__ = ["corpus_task", "train_with_progress", "progress", "tasks"]

@@ -1,0 +1,133 @@
+"""Perplexity eval of every checkpoint of a run, written as JSON, CSV and a plot.
+
+The evaluation itself is mesh-tensorflow's ``perplexity_eval`` mode of
+``utils.run``: teacher-forced cross-entropy and token accuracy over a split. It
+writes TensorBoard events; this module turns them into ``eval_<split>.json`` and
+``.csv`` (step -> loss, perplexity, token accuracy) and ``loss.png``.
+"""
+
+import csv
+import glob
+import json
+import math
+import os
+
+import gin
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import utils as mtf_utils
+import seqio
+import tensorflow.compat.v1 as tf
+from t5.models import mesh_transformer
+
+from primer_mtf import progress
+from primer_mtf.errors import UsageError
+from primer_mtf.tasks import corpus_task
+
+METRICS = ("neg_log_perplexity", "token_accuracy", "num_eval_tokens")
+
+
+def count_batches(task_name, sequence_length, batch_size, split, max_batches):
+  """Batches needed to cover ``split`` once, at most ``max_batches``."""
+  ds = seqio.get_mixture_or_task(task_name).get_dataset(
+      sequence_length, split=split, shuffle=False, use_cached=False)
+  n = int(ds.take(max_batches * batch_size).reduce(0, lambda c, _: c + 1))
+  return max(1, math.ceil(n / batch_size))
+
+
+def read_eval_events(eval_dir):
+  """{step: {metric: value}} from the event files of one eval directory."""
+  results = {}
+  for path in sorted(glob.glob(os.path.join(eval_dir, "events.out.tfevents.*"))):
+    for event in tf.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag in METRICS:
+          results.setdefault(event.step, {})[value.tag] = value.simple_value
+  return results
+
+
+def rows(results):
+  out = []
+  for step in sorted(results):
+    m = results[step]
+    if "neg_log_perplexity" not in m:
+      continue
+    loss = -m["neg_log_perplexity"]
+    out.append({"step": step, "loss": loss, "perplexity": math.exp(loss),
+                "token_accuracy": m.get("token_accuracy"),
+                "num_eval_tokens": m.get("num_eval_tokens")})
+  return out
+
+
+def write_results(model_dir, split, table):
+  base = os.path.join(model_dir, f"eval_{split}")
+  with tf.io.gfile.GFile(base + ".json", "w") as f:
+    json.dump(table, f, indent=1)
+  with tf.io.gfile.GFile(base + ".csv", "w") as f:
+    writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["step"])
+    writer.writeheader()
+    writer.writerows(table)
+  return base + ".json"
+
+
+def plot(model_dir, split, table):
+  """loss.png: training loss from the progress log and eval loss per checkpoint."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  log = os.path.join(model_dir, progress.TRAIN_LOG)
+  if tf.io.gfile.exists(log):
+    with tf.io.gfile.GFile(log) as f:
+      points = sorted({r["step"]: r["loss"] for r in map(json.loads, f)}.items())
+    ax.plot([p[0] for p in points], [p[1] for p in points], label="train loss",
+            alpha=0.7)
+  ax.plot([r["step"] for r in table], [r["loss"] for r in table], "o-",
+          label=f"{split} loss")
+  ax.set_xlabel("step")
+  ax.set_ylabel("cross-entropy (nats/token)")
+  ax.set_title(os.path.basename(os.path.normpath(model_dir)))
+  ax.grid(alpha=0.3)
+  ax.legend()
+  path = os.path.join(model_dir, "loss.png")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def checkpoint_steps(model_dir):
+  """Steps of every checkpoint in ``model_dir``, step 0 included.
+
+  (``eval_checkpoint_step = "all"`` of mesh-tensorflow skips step 0, the
+  untrained model, which is the reference point of a learning curve.)
+  """
+  paths = tf.io.gfile.glob(os.path.join(model_dir, "model.ckpt-*.index"))
+  return sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in paths)
+
+
+def evaluate(model_dir, split="validation", max_batches=100):
+  """Runs perplexity eval over the run's checkpoints (gin already parsed)."""
+  steps_to_eval = checkpoint_steps(model_dir)
+  if not steps_to_eval:
+    raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
+  sequence_length = gin.query_parameter("utils.run.sequence_length")
+  if isinstance(sequence_length, int):
+    sequence_length = {"inputs": sequence_length, "targets": sequence_length}
+  batch_size = gin.query_parameter("utils.run.batch_size")
+  if not isinstance(batch_size, int):
+    mesh_shape = gin.query_parameter("utils.run.mesh_shape")
+    batch_size = mtf_utils.compute_batch_size(
+        sequence_length, mtf.convert_to_shape(mesh_shape),
+        mtf.convert_to_layout_rules(
+            gin.query_parameter("utils.run.layout_rules")), batch_size)
+  task = corpus_task()
+  steps = count_batches(task, sequence_length, batch_size, split, max_batches)
+  with gin.unlock_config():
+    mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
+                  model_dir=model_dir, mode="perplexity_eval",
+                  eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
+                  eval_checkpoint_step=steps_to_eval, dataset_split=split,
+                  perplexity_eval_steps=steps)
+  eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{steps * batch_size}")
+  table = rows(read_eval_events(eval_dir))
+  return write_results(model_dir, split, table), plot(model_dir, split, table), table

