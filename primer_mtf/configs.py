@@ -13,7 +13,7 @@ import mesh_tensorflow as mtf
 
 from primer_mtf.errors import UsageError
 
-OBJECTIVE = "objectives/lm.gin"
+OBJECTIVE = "objectives/packed_lm.gin"
 MTF_DEFAULTS = "defaults.gin"
 
 
@@ -75,8 +75,12 @@ def parse(model, size, mesh, gin_files=(), gin_params=()):
 
 
 def _query(name, default=None):
+  """A bound gin value, following macros (``%d_ff``) to their values."""
   try:
-    return gin.query_parameter(name)
+    value = gin.query_parameter(name)
+    while isinstance(value, gin.config.ConfigurableReference) and str(value).startswith("%"):
+      value = gin.query_parameter(str(value))
+    return value
   except ValueError:
     return default
 

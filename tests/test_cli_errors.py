@@ -1,0 +1,67 @@
+"""Bad input: one clear line, exit status 2, and no run created or touched."""
+import os
+
+import pytest
+
+from primer_mtf import cli
+
+
+def _fails(capsys, argv, message):
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("primer-mtf: error: "), err
+  assert message in err[0], err[0]
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+  path = tmp_path / "corpus.txt"
+  path.write_text("".join(f"document number {i}\n" for i in range(40)))
+  return str(path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "gpt5"], "unknown --model 'gpt5'; choose one of:"),
+    (["--size", "huge"], "unknown --size 'huge'"),
+    (["--mesh", "v9-8"], "unknown --mesh 'v9-8'"),
+    (["--mesh", "cpu_2x2", "--gin_param", "num_heads = 3"],
+     "heads=3 does not divide over mesh dimension model:2"),
+    (["--mesh", "cpu_2x2", "--gin_param", "d_ff = 501"],
+     "d_ff=501 does not divide over mesh dimension model:2"),
+    (["--corpus", "/no/such/corpus.txt"], "does not exist"),
+])
+def test_bad_train_flags_create_nothing(capsys, tmp_path, flags, message):
+  model_dir = tmp_path / "run"
+  _fails(capsys, ["train", "--model_dir", str(model_dir)] + flags, message)
+  assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "has no text"),
+    (b"\x00\x01\x02binary", "not a text file"),
+])
+def test_bad_corpus_files_create_nothing(capsys, tmp_path, content, message):
+  path = tmp_path / "c.txt"
+  path.write_bytes(content)
+  model_dir = tmp_path / "run"
+  _fails(capsys, ["train", "--model_dir", str(model_dir), "--corpus", str(path)],
+         message)
+  assert not model_dir.exists()
+
+
+def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
+  """A model_dir of another run is refused before anything is written."""
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  record = model_dir / cli.RUN_RECORD
+  record.write_text('{"model": "primer", "size": "tiny", "corpus": "kjv", '
+                    '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
+  before = record.read_bytes()
+  _fails(capsys, ["train", "--model_dir", str(model_dir)],
+         "holds a run with model='primer', not 'transformer'")
+  assert record.read_bytes() == before
+  assert os.listdir(model_dir) == [cli.RUN_RECORD]
+
+
+def test_eval_of_a_non_run(capsys, tmp_path):
+  _fails(capsys, ["eval", "--model_dir", str(tmp_path)], "is not a primer-mtf run")
