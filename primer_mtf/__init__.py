@@ -14,9 +14,12 @@ import primer_mtf_compat  # pylint: disable=g-import-not-at-top
 primer_mtf_compat.apply()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from primer_mtf import activations
 from primer_mtf import progress
 from primer_mtf import tasks
+from primer_mtf.mdha import MDHA
 from primer_mtf.progress import train_with_progress
 from primer_mtf.tasks import corpus_task
 
-__all__ = ["corpus_task", "train_with_progress", "progress", "tasks"]
+__all__ = ["MDHA", "activations", "corpus_task", "progress", "tasks",
+           "train_with_progress"]

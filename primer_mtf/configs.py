@@ -6,6 +6,7 @@ A run is described by gin files plus bindings, T5 style. The shortcuts
 ``defaults.gin`` and the objective, and before the user's own files and bindings.
 """
 
+import logging
 import os
 
 import gin
@@ -65,12 +66,19 @@ def parse(model, size, mesh, gin_files=(), gin_params=()):
   files = [MTF_DEFAULTS, OBJECTIVE, resolve("models", model),
            resolve("sizes", size), resolve("meshes", mesh)] + list(gin_files)
   gin.clear_config()
+  for path in search_paths():  # for `include` inside gin files
+    gin.add_config_file_search_path(path)
+  root = logging.getLogger()
+  level = root.level
+  root.setLevel(logging.CRITICAL)  # gin logs an error for every search-path miss
   try:
     gin.parse_config_files_and_bindings([locate(f) for f in files],
                                         list(gin_params),
                                         finalize_config=False)
   except (IOError, ValueError, SyntaxError) as e:
     raise UsageError(f"bad gin configuration: {str(e).splitlines()[0]}") from None
+  finally:
+    root.setLevel(level)
   return files
 
 

@@ -1,0 +1,126 @@
+"""Multi-DConv-Head Attention (So et al., 2021, section 3): SelfAttention whose
+Q, K and V each pass through a causal depthwise convolution of width k.
+
+The layer changes only ``make_params``: the attention parameters it returns
+convolve each projection right after computing it, so ``SelfAttention.call``
+(masks, relative bias, K/V cache, output projection) is reused as it is. The taps
+have the projection's channel dimensions (heads x d_kv), so under ``heads:model``
+they are sharded with the projections and the convolution needs no communication.
+
+Decoding. The convolution at position p reads the pre-conv projections at
+p-1 .. p-k+1. In ``first_part`` mode (the prompt) each of Q, K and V records those
+k-1 projections before the first decoded position as a state of shape
+[batch, dconv_window, heads, d_kv]; in ``incremental`` mode it reads the window,
+convolves, and records the window shifted by one. The states are recorded before
+SelfAttention's own K/V cache, in the same order in both modes.
+"""
+
+import gin
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer_layers
+import tensorflow.compat.v1 as tf
+
+from primer_mtf import dconv
+
+_DECODE_MODES = ("first_part", "incremental")
+
+
+def _select(x, index, dim):
+  """x at ``index`` along ``dim`` (zeros where the index is out of range)."""
+  if isinstance(index, int):
+    index = mtf.constant(x.mesh, index, dtype=tf.int32)
+  return mtf.einsum([x, mtf.one_hot(index, dim, dtype=x.dtype)],
+                    output_shape=x.shape - dim)
+
+
+class _ConvolvedProjections:
+  """Attention params whose compute_q/k/v return convolved projections."""
+
+  def __init__(self, params, layer, context):
+    self._params = params
+    self._layer = layer
+    self._context = context
+
+  def __getattr__(self, name):
+    return getattr(self._params, name)
+
+  def compute_q(self, x):
+    return self._layer.convolve(self._context, self._params.compute_q(x), "q",
+                                self._context.length_dim)
+
+  def compute_k(self, m):
+    return self._layer.convolve(self._context, self._params.compute_k(m), "k",
+                                self._layer.memory_length(self._context))
+
+  def compute_v(self, m):
+    return self._layer.convolve(self._context, self._params.compute_v(m), "v",
+                                self._layer.memory_length(self._context))
+
+
+@gin.configurable(module="primer_mtf")
+class MDHA(transformer_layers.SelfAttention):
+  """Self-attention with a causal depthwise convolution after Q, K and V."""
+
+  def __init__(self, kernel_size=3, share_qk_rep=False, **kwargs):
+    super().__init__(**kwargs)
+    if kernel_size < 1:
+      raise ValueError(f"MDHA.kernel_size must be >= 1, got {kernel_size}")
+    if share_qk_rep:
+      raise NotImplementedError("MDHA.share_qk_rep is not implemented yet")
+    if self.shared_kv:
+      raise ValueError("MDHA convolves K and V separately; set shared_kv=False")
+    self.kernel_size = kernel_size
+    self.share_qk_rep = share_qk_rep
+
+  def make_params(self, context):
+    return _ConvolvedProjections(super().make_params(context), self, context)
+
+  def window_dim(self):
+    return mtf.Dimension("dconv_window", max(self.kernel_size - 1, 1))
+
+  def convolve(self, context, projection, name, length_dim):
+    """Causal, packing-aware depthwise conv of one projection along length_dim."""
+    channel_dims = [d for d in projection.shape.dims
+                    if d.name != length_dim.name and d not in context.batch_dims]
+    taps = dconv.make_taps(context.mesh, f"{name}_dconv", channel_dims,
+                           self.kernel_size, context.variable_dtype)
+    if context.mode == "incremental":
+      return self._convolve_one_step(context, projection, taps)
+    if context.mode == "first_part":
+      self._record_window(context, projection, length_dim)
+    return dconv.causal_depthwise_conv(projection, taps, length_dim,
+                                       self.segment_ids(context, length_dim))
+
+  def segment_ids(self, context, length_dim):
+    """Packed-example ids along ``length_dim``; taps never cross them."""
+    segment_ids = context.sequence_id
+    if isinstance(segment_ids, mtf.Tensor) and context.length_dim != length_dim:
+      segment_ids = self.rename_length_to_memory_length(segment_ids, context)
+    return segment_ids
+
+  def _record_window(self, context, projection, length_dim):
+    """State for decoding: projections at initial_position-1 .. -(k-1)."""
+    window_dim = self.window_dim()
+    window = 0
+    for j in range(self.kernel_size - 1):
+      before = _select(projection, context.initial_position - 1 - j, length_dim)
+      window += before * mtf.one_hot(mtf.constant(context.mesh, j, dtype=tf.int32),
+                                     window_dim, dtype=projection.dtype)
+    if self.kernel_size == 1:
+      window = mtf.zeros(context.mesh, mtf.Shape(
+          [window_dim] + (projection.shape - length_dim).dims), projection.dtype)
+    context.record_new_states([window])
+
+  def _convolve_one_step(self, context, projection, taps):
+    """One position: taps[0]*P[p] + sum_s taps[s]*P[p-s], P[p-s] from the window."""
+    window_dim = self.window_dim()
+    window, = context.get_states(1)
+    y = projection * taps[0]
+    for s in range(1, self.kernel_size):
+      y += _select(window, s - 1, window_dim) * taps[s]
+    # window' = [P[p], P[p-1], ..., P[p-k+2]]
+    new_window = mtf.shift(window, offset=1, dim=window_dim, wrap=False) + (
+        projection * mtf.one_hot(mtf.constant(context.mesh, 0, dtype=tf.int32),
+                                 window_dim, dtype=projection.dtype))
+    context.record_new_states([new_window])
+    return y

@@ -1,0 +1,130 @@
+"""Builds small decoder-only LMs from the project's gin model files, in the style of
+mesh-tensorflow's transformer_layers_test: numpy in, numpy out, on a placement
+mesh of virtual CPU devices.
+"""
+import gin
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer
+from mesh_tensorflow.transformer import utils as mtf_utils
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from primer_mtf import configs
+
+SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "d_kv": 8, "d_ff": 64}
+VOCAB = 64
+LAYOUT = "batch:batch,d_ff:model,heads:model,vocab:model"
+
+
+def configure(model, extra=()):
+  """Parses defaults.gin + gin/models/MODEL.gin at a small size, dropout off."""
+  bindings = [f"{k} = {v}" for k, v in SMALL.items()]
+  bindings += ["dropout_rate = 0.0", "Unitransformer.max_length = 64"]
+  configs.parse(model, "tiny", "cpu", gin_params=bindings + list(extra))
+
+
+def _in_new_graph(method):
+  """Each call builds its own tf graph (the tests otherwise run eagerly)."""
+  def wrapper(*args, **kwargs):
+    with tf.Graph().as_default():
+      return method(*args, **kwargs)
+  return wrapper
+
+
+class LM:
+  """One mtf graph of an LM on a mesh; sessions run forward passes and decodes."""
+
+  def __init__(self, mesh_shape="", seed=0):
+    self.mesh_shape = mtf.convert_to_shape(mesh_shape)
+    self.layout = mtf.convert_to_layout_rules(LAYOUT)
+    self.seed = seed
+
+  def _model(self):
+    return mtf_utils.build_model("lm", VOCAB, VOCAB, self.layout, self.mesh_shape)
+
+  def _setup(self, batch, length):
+    tf.set_random_seed(self.seed)
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "mesh")
+    self.batch_dim = mtf.Dimension("batch", batch)
+    self.length_dim = mtf.Dimension("length", length)
+    return graph, mesh
+
+  def _import(self, mesh, array, name):
+    placeholder = tf.placeholder(tf.int32, array.shape, name=name)
+    shape = mtf.Shape([self.batch_dim, self.length_dim])
+    return placeholder, mtf.import_tf_tensor(mesh, placeholder, shape)
+
+  def _lower(self, graph, mesh, outputs):
+    devices = [""] * self.mesh_shape.size
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        self.mesh_shape, self.layout, devices)
+    lowering = mtf.Lowering(graph, {mesh: impl})
+    tf_outputs = [lowering.export_to_tf_tensor(o) for o in outputs]
+    init = [tf.global_variables_initializer(), lowering.copy_masters_to_slices()]
+    return tf_outputs, init
+
+  def _forward(self, model, mesh, targets, segments, positions):
+    inputs = transformer.autoregressive_inputs(targets, sequence_id=segments)
+    return model.call_simple(
+        inputs=inputs, targets=targets, compute_loss=True, mode="eval",
+        variable_dtype=mtf.VariableDType(tf.float32, tf.float32, tf.float32),
+        sequence_id=segments, position=positions)
+
+  @_in_new_graph
+  def forward(self, targets, segments=None, positions=None, gradient_norm=False):
+    """Logits [batch, length, vocab], loss (and gradient norm) for int targets."""
+    graph, mesh = self._setup(*targets.shape)
+    feeds, imported = {}, {}
+    for name, array in (("targets", targets), ("segments", segments),
+                        ("positions", positions)):
+      if array is not None:
+        placeholder, imported[name] = self._import(mesh, np.asarray(array), name)
+        feeds[placeholder] = array
+    model = self._model()
+    logits, loss = self._forward(model, mesh, imported["targets"],
+                                 imported.get("segments"), imported.get("positions"))
+    outputs = [logits, loss]
+    if gradient_norm:
+      variables = [v.outputs[0] for v in graph.trainable_variables]
+      grads = mtf.gradients([loss], variables)
+      outputs.append(mtf.sqrt(mtf.add_n([mtf.reduce_sum(mtf.square(g))
+                                         for g in grads])))
+    tf_outputs, init = self._lower(graph, mesh, outputs)
+    with tf.Session() as sess:
+      for op in init:  # masters first, then copy them to the slices
+        sess.run(op)
+      return sess.run(tf_outputs, feeds)
+
+  @_in_new_graph
+  def count_parameters(self, length=8):
+    graph, mesh = self._setup(2, length)
+    _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
+    self._forward(self._model(), mesh, targets, None, None)
+    return sum(v.shape.size for v in graph.trainable_variables)
+
+  @_in_new_graph
+  def greedy_and_teacher_forced(self, prompts):
+    """Greedy ids from sample_autoregressive, and the teacher-forced argmax on them.
+
+    Both come from one graph, so they share variables. ``prompts`` is an int array
+    [batch, length], zero after each prompt. Returns (ids, argmax), where argmax[t]
+    is the forward pass's prediction for position t given ids[:t].
+    """
+    graph, mesh = self._setup(*prompts.shape)
+    prompt_ph, partial = self._import(mesh, prompts, "prompts")
+    model = self._model()
+    has_prompt = bool(np.any(prompts))
+    decoded = model.sample_autoregressive(
+        partial, temperature=0.0,
+        variable_dtype=mtf.VariableDType(tf.float32, tf.float32, tf.float32),
+        has_partial_sequences=has_prompt, remove_partial_sequences=False)
+    ids_ph, ids = self._import(mesh, prompts, "ids")
+    logits, _ = self._forward(model, mesh, ids, None, None)
+    argmax = mtf.argmax(logits, model.output_vocab_dim)
+    (tf_decoded, tf_argmax), init = self._lower(graph, mesh, [decoded, argmax])
+    with tf.Session() as sess:
+      for op in init:  # masters first, then copy them to the slices
+        sess.run(op)
+      out = sess.run(tf_decoded, {prompt_ph: prompts})
+      return out, sess.run(tf_argmax, {ids_ph: out})
