@@ -34,10 +34,15 @@ def _in_new_graph(method):
 class LM:
   """One mtf graph of an LM on a mesh; sessions run forward passes and decodes."""
 
-  def __init__(self, mesh_shape="", seed=0):
+  def __init__(self, mesh_shape="", seed=0, random_scale=None):
+    """``random_scale``: redraw every variable (MDHA taps too) from
+    N(0, random_scale^2). A freshly initialised model tends to repeat one token
+    when it decodes greedily, which would hide decoding bugs; a redrawn one does not.
+    """
     self.mesh_shape = mtf.convert_to_shape(mesh_shape)
     self.layout = mtf.convert_to_layout_rules(LAYOUT)
     self.seed = seed
+    self.random_scale = random_scale
 
   def _model(self):
     return mtf_utils.build_model("lm", VOCAB, VOCAB, self.layout, self.mesh_shape)
@@ -56,12 +61,19 @@ class LM:
     return placeholder, mtf.import_tf_tensor(mesh, placeholder, shape)
 
   def _lower(self, graph, mesh, outputs):
+    masters = [v.get_master() for v in graph.all_variables]  # before autostack
     devices = [""] * self.mesh_shape.size
     impl = mtf.placement_mesh_impl.PlacementMeshImpl(
         self.mesh_shape, self.layout, devices)
     lowering = mtf.Lowering(graph, {mesh: impl})
     tf_outputs = [lowering.export_to_tf_tensor(o) for o in outputs]
-    init = [tf.global_variables_initializer(), lowering.copy_masters_to_slices()]
+    init = [tf.global_variables_initializer()]
+    if self.random_scale:
+      init.append(tf.group([
+          tf.assign(master, tf.random.normal(
+              master.shape, stddev=self.random_scale, seed=i))
+          for i, master in enumerate(masters)]))
+    init.append(lowering.copy_masters_to_slices())
     return tf_outputs, init
 
   def _forward(self, model, mesh, targets, segments, positions):
