@@ -17,6 +17,7 @@ SelfAttention's own K/V cache, in the same order in both modes.
 
 import gin
 import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import attention
 from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
@@ -31,6 +32,55 @@ def _select(x, index, dim):
     index = mtf.constant(x.mesh, index, dtype=tf.int32)
   return mtf.einsum([x, mtf.one_hot(index, dim, dtype=x.dtype)],
                     output_shape=x.shape - dim)
+
+
+class SharedQKParams(attention.AttentionParams):
+  """Attention params for Primer's shared Q/K representation.
+
+  One projection W_Q (variable ``q``) gives the key representation,
+  K = DConv(x W_Q); queries are Q = K W_s with W_s (variable ``qk_share``) a full
+  C x C matrix over heads x d_kv. There is no W_K.
+  """
+
+  def init_weights(self):
+    c = mtf.Shape(self.k_dims).size
+    init = lambda fan_in, scale=1.0: tf.random_normal_initializer(
+        stddev=scale * fan_in ** -0.5)
+    self.wq = mtf.get_variable(self.mesh, "q", self.k_shape,
+                               initializer=init(self.memory_input_dim.size),
+                               dtype=self.variable_dtype)
+    self.share_out_dims = [mtf.Dimension(d.name + "_out", d.size) for d in self.q_dims]
+    scale = self.key_dim.size ** -0.5 if self.fold_scaling_into_initializer else 1.0
+    self.ws = mtf.get_variable(self.mesh, "qk_share",
+                               mtf.Shape(self.k_dims + self.share_out_dims),
+                               initializer=init(c, scale), dtype=self.variable_dtype)
+    self.wv = mtf.get_variable(self.mesh, "v", self.v_shape,
+                               initializer=init(self.memory_input_dim.size),
+                               dtype=self.variable_dtype)
+    self.wo = mtf.get_variable(
+        self.mesh, "o", self.o_shape,
+        initializer=init(mtf.Shape(self.query_heads_dims + [self.value_dim]).size),
+        dtype=self.variable_dtype)
+
+  def compute_shared(self, antecedent):
+    """x W_Q: the pre-conv key representation."""
+    ret = mtf.layers.us_einsum([antecedent, self.wq],
+                               reduced_dims=[self.memory_input_dim])
+    if self.combine_dims:
+      ret = mtf.replace_dimensions(ret, ret.shape.dims[-1], self.k_dims)
+    return ret
+
+  def queries_from_keys(self, k):
+    """Q = K W_s, back in the (heads, d_kv) dimensions of K."""
+    q = mtf.einsum([k, self.ws], reduced_dims=self.k_dims)
+    for out_dim, dim in zip(self.share_out_dims, self.q_dims):
+      q = mtf.rename_dimension(q, out_dim.name, dim.name)
+    if not self.fold_scaling_into_initializer:
+      q *= self.key_dim.size ** -0.5
+    return q
+
+  def compute_k(self, memory_antecedent):
+    raise NotImplementedError("shared Q/K: keys come from compute_shared")
 
 
 class _ConvolvedProjections:
@@ -57,6 +107,20 @@ class _ConvolvedProjections:
                                 self._layer.memory_length(self._context))
 
 
+class _SharedQKProjections(_ConvolvedProjections):
+  """K = DConv(x W_Q), Q = K W_s: computed once, in compute_q, and reused."""
+
+  def compute_q(self, x):
+    self._keys = self._layer.convolve(
+        self._context, self._params.compute_shared(x), "k", self._context.length_dim)
+    return self._params.queries_from_keys(self._keys)
+
+  def compute_k(self, m):
+    if self._context.mode == "incremental":
+      return self._keys  # one position, no length dimension
+    return self._layer.rename_length_to_memory_length(self._keys, self._context)
+
+
 @gin.configurable(module="primer_mtf")
 class MDHA(transformer_layers.SelfAttention):
   """Self-attention with a causal depthwise convolution after Q, K and V."""
@@ -65,15 +129,27 @@ class MDHA(transformer_layers.SelfAttention):
     super().__init__(**kwargs)
     if kernel_size < 1:
       raise ValueError(f"MDHA.kernel_size must be >= 1, got {kernel_size}")
-    if share_qk_rep:
-      raise NotImplementedError("MDHA.share_qk_rep is not implemented yet")
+    if share_qk_rep and self.num_memory_heads:
+      raise ValueError("MDHA.share_qk_rep needs num_memory_heads=0")
     if self.shared_kv:
       raise ValueError("MDHA convolves K and V separately; set shared_kv=False")
     self.kernel_size = kernel_size
     self.share_qk_rep = share_qk_rep
 
   def make_params(self, context):
-    return _ConvolvedProjections(super().make_params(context), self, context)
+    if not self.share_qk_rep:
+      return _ConvolvedProjections(super().make_params(context), self, context)
+    heads = [mtf.Dimension("heads", self.num_heads)]
+    params = SharedQKParams(
+        context.mesh, query_input_dim=context.model.model_dim,
+        memory_input_dim=context.model.model_dim,
+        output_dim=context.model.model_dim, key_dim=self.kv_dim,
+        value_dim=self.kv_dim, query_heads_dims=heads, memory_heads_dims=heads,
+        variable_dtype=context.variable_dtype, shared_kv=False,
+        ensemble_dim=context.model.ensemble_dim, combine_dims=self.combine_dims,
+        keep_query_heads_dims=self.keep_query_heads_dims,
+        fold_scaling_into_initializer=self.fold_scaling_into_initializer)
+    return _SharedQKProjections(params, self, context)
 
   def window_dim(self):
     return mtf.Dimension("dconv_window", max(self.kernel_size - 1, 1))

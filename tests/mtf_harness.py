@@ -11,7 +11,8 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
 
-SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "d_kv": 8, "d_ff": 64}
+SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "d_kv": 8, "d_ff": 64,
+         "d_ff_gated": 42}
 VOCAB = 64
 LAYOUT = "batch:batch,d_ff:model,heads:model,vocab:model"
 
@@ -34,7 +35,7 @@ def _in_new_graph(method):
 class LM:
   """One mtf graph of an LM on a mesh; sessions run forward passes and decodes."""
 
-  def __init__(self, mesh_shape="", seed=0, random_scale=None):
+  def __init__(self, mesh_shape="", seed=0, random_scale=None, embedding_scale=None):
     """``random_scale``: redraw every variable (MDHA taps too) from
     N(0, random_scale^2). A freshly initialised model tends to repeat one token
     when it decodes greedily, which would hide decoding bugs; a redrawn one does not.
@@ -43,6 +44,7 @@ class LM:
     self.layout = mtf.convert_to_layout_rules(LAYOUT)
     self.seed = seed
     self.random_scale = random_scale
+    self.embedding_scale = embedding_scale or random_scale
 
   def _model(self):
     return mtf_utils.build_model("lm", VOCAB, VOCAB, self.layout, self.mesh_shape)
@@ -61,7 +63,8 @@ class LM:
     return placeholder, mtf.import_tf_tensor(mesh, placeholder, shape)
 
   def _lower(self, graph, mesh, outputs):
-    masters = [v.get_master() for v in graph.all_variables]  # before autostack
+    masters = [(v.get_master(), v.name.endswith("/embedding"))
+               for v in graph.all_variables]  # before autostack
     devices = [""] * self.mesh_shape.size
     impl = mtf.placement_mesh_impl.PlacementMeshImpl(
         self.mesh_shape, self.layout, devices)
@@ -71,8 +74,9 @@ class LM:
     if self.random_scale:
       init.append(tf.group([
           tf.assign(master, tf.random.normal(
-              master.shape, stddev=self.random_scale, seed=i))
-          for i, master in enumerate(masters)]))
+              master.shape, seed=i,
+              stddev=self.embedding_scale if embedding else self.random_scale))
+          for i, (master, embedding) in enumerate(masters)]))
     init.append(lowering.copy_masters_to_slices())
     return tf_outputs, init
 
@@ -114,6 +118,13 @@ class LM:
     _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
     self._forward(self._model(), mesh, targets, None, None)
     return sum(v.shape.size for v in graph.trainable_variables)
+
+  @_in_new_graph
+  def variable_names(self, length=8):
+    graph, mesh = self._setup(2, length)
+    _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
+    self._forward(self._model(), mesh, targets, None, None)
+    return [v.name for v in graph.trainable_variables]
 
   @_in_new_graph
   def greedy_and_teacher_forced(self, prompts):
