@@ -47,9 +47,19 @@ def locate(path):
 
 
 def names(kind):
-  """The names usable with ``--model``, ``--size`` or ``--mesh``."""
+  """The names usable with ``--model``, ``--size`` or ``--mesh`` (``bi/x`` for
+  the encoder-decoder models in ``models/bi``)."""
   folder = os.path.join(gin_dir(), kind)
-  return sorted(f[:-len(".gin")] for f in os.listdir(folder) if f.endswith(".gin"))
+  found = []
+  for root, _, files in os.walk(folder):
+    rel = os.path.relpath(root, folder)
+    found += [os.path.normpath(os.path.join(rel, f[:-len(".gin")]))
+              for f in files if f.endswith(".gin")]
+  return sorted(found)
+
+
+def decoder_only_models():
+  return [m for m in names("models") if not m.startswith("bi/")]
 
 
 def resolve(kind, name):

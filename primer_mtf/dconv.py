@@ -1,40 +1,51 @@
-"""Causal depthwise convolution along a named length dimension (MDHA's core).
+"""Depthwise convolution along a named length dimension (MDHA's core).
 
-    y[t, c] = sum_{s=0}^{k-1} w[s, c] * x[t - s, c]
+    y[t, c] = sum_i w[i, c] * x[t - o_i, c]
 
-in shift-multiply-add form (k shifted copies scaled per channel), the fast form on
-TPU and GPU. Tap s contributes nothing where t - s < 0 or where position t - s
-belongs to another packed example (``segment_ids`` differ), so packed examples
-never see each other. The axis is chosen by name, never by position.
+with offsets o_i = i (causal: the token and the k-1 before it) or
+o_i = i - (k-1)//2 (centred, for encoders: k=3 reads t-1, t and t+1). It is
+computed in shift-multiply-add form (k shifted copies scaled per channel), the
+fast form on TPU and GPU. A tap contributes nothing where t - o_i falls outside the
+row or in another packed example (``segment_ids`` differ), so packed examples never
+see each other. The axis is chosen by name, never by position.
 """
 
 import mesh_tensorflow as mtf
 import tensorflow.compat.v1 as tf
 
 
-def tap_initial_values(kernel_size):
+def offsets(kernel_size, causal=True):
+  """o_i for tap i: tap i weighs x[t - o_i]."""
+  first = 0 if causal else -((kernel_size - 1) // 2)
+  return [first + i for i in range(kernel_size)]
+
+
+def tap_initial_values(kernel_size, causal=True):
   """The authors' constant initialisation: 0.5 for the current token, 0.5/k else."""
-  return [0.5] + [0.5 / kernel_size] * (kernel_size - 1)
+  return [0.5 if o == 0 else 0.5 / kernel_size
+          for o in offsets(kernel_size, causal)]
 
 
-def make_taps(mesh, name, channel_dims, kernel_size, dtype):
+def make_taps(mesh, name, channel_dims, kernel_size, dtype, causal=True):
   """``kernel_size`` variables of shape ``channel_dims`` (one filter a channel)."""
   return [
-      mtf.get_variable(mesh, f"{name}_tap{s}", mtf.Shape(channel_dims),
+      mtf.get_variable(mesh, f"{name}_tap{i}", mtf.Shape(channel_dims),
                        initializer=tf.constant_initializer(value),
                        dtype=dtype)
-      for s, value in enumerate(tap_initial_values(kernel_size))]
+      for i, value in enumerate(tap_initial_values(kernel_size, causal))]
 
 
-def causal_depthwise_conv(x, taps, length_dim, segment_ids=None):
+def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
   """Convolves ``x`` along ``length_dim`` with per-channel ``taps``.
 
   Args:
     x: an mtf.Tensor with ``length_dim`` and the taps' channel dimensions.
-    taps: a list of k mtf.Tensors over channel dimensions; taps[s] weighs x[t-s].
+    taps: a list of k mtf.Tensors over channel dimensions; taps[i] weighs
+      x[t - o_i], see :func:`offsets`.
     length_dim: the mtf.Dimension (or its name) to convolve along.
     segment_ids: optional mtf.Tensor with ``length_dim``; positions of different
       ids do not mix. Non-tensors (no packing) are ignored.
+    causal: offsets 0..k-1 (True) or centred on the token (False).
 
   Returns:
     an mtf.Tensor shaped like ``x``.
@@ -44,12 +55,20 @@ def causal_depthwise_conv(x, taps, length_dim, segment_ids=None):
   if not dims:
     raise ValueError(f"{x} has no dimension named {name!r} to convolve along")
   dim = dims[0]
-  y = x * taps[0]
-  for s, tap in enumerate(taps[1:], start=1):
-    shifted = mtf.shift(x, offset=s, dim=dim, wrap=False)  # x[t-s], zero for t<s
+  y = 0
+  for offset, tap in zip(offsets(len(taps), causal), taps):
+    if offset == 0:
+      y += x * tap
+      continue
+    shifted = mtf.shift(x, offset=offset, dim=dim, wrap=False)  # x[t-o], 0 outside
     if isinstance(segment_ids, mtf.Tensor):
       same = mtf.equal(segment_ids,
-                       mtf.shift(segment_ids, offset=s, dim=dim, wrap=False))
+                       mtf.shift(segment_ids, offset=offset, dim=dim, wrap=False))
       shifted *= mtf.cast(same, x.dtype)
     y += shifted * tap
   return y
+
+
+def causal_depthwise_conv(x, taps, length_dim, segment_ids=None):
+  """y[t] = sum_s taps[s] * x[t - s]: MDHA's convolution in decoders."""
+  return depthwise_conv(x, taps, length_dim, segment_ids, causal=True)

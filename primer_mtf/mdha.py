@@ -125,7 +125,14 @@ class _SharedQKProjections(_ConvolvedProjections):
 class MDHA(transformer_layers.SelfAttention):
   """Self-attention with a causal depthwise convolution after Q, K and V."""
 
-  def __init__(self, kernel_size=3, share_qk_rep=False, **kwargs):
+  def __init__(self, kernel_size=3, share_qk_rep=False, causal=True, **kwargs):
+    """Args:
+      kernel_size: taps per channel (the paper's width is 3).
+      share_qk_rep: Primer's shared Q/K representation (no W_K).
+      causal: True for decoders; False centres the kernel on each token (k=3
+        reads t-1, t, t+1), for encoder self-attention, which never decodes.
+      **kwargs: SelfAttention's arguments.
+    """
     super().__init__(**kwargs)
     if kernel_size < 1:
       raise ValueError(f"MDHA.kernel_size must be >= 1, got {kernel_size}")
@@ -135,6 +142,7 @@ class MDHA(transformer_layers.SelfAttention):
       raise ValueError("MDHA convolves K and V separately; set shared_kv=False")
     self.kernel_size = kernel_size
     self.share_qk_rep = share_qk_rep
+    self.causal = causal
 
   def make_params(self, context):
     if not self.share_qk_rep:
@@ -159,13 +167,16 @@ class MDHA(transformer_layers.SelfAttention):
     channel_dims = [d for d in projection.shape.dims
                     if d.name != length_dim.name and d not in context.batch_dims]
     taps = dconv.make_taps(context.mesh, f"{name}_dconv", channel_dims,
-                           self.kernel_size, context.variable_dtype)
+                           self.kernel_size, context.variable_dtype, self.causal)
+    if context.mode in _DECODE_MODES and not self.causal:
+      raise ValueError("a centred (causal=False) MDHA reads the next token and "
+                       "cannot decode; use it in encoders only")
     if context.mode == "incremental":
       return self._convolve_one_step(context, projection, taps)
     if context.mode == "first_part":
       self._record_window(context, projection, length_dim)
-    return dconv.causal_depthwise_conv(projection, taps, length_dim,
-                                       self.segment_ids(context, length_dim))
+    return dconv.depthwise_conv(projection, taps, length_dim,
+                                self.segment_ids(context, length_dim), self.causal)
 
   def segment_ids(self, context, length_dim):
     """Packed-example ids along ``length_dim``; taps never cross them."""

@@ -46,8 +46,11 @@ class LM:
     self.random_scale = random_scale
     self.embedding_scale = embedding_scale or random_scale
 
+  model_type = "lm"
+
   def _model(self):
-    return mtf_utils.build_model("lm", VOCAB, VOCAB, self.layout, self.mesh_shape)
+    return mtf_utils.build_model(self.model_type, VOCAB, VOCAB, self.layout,
+                                 self.mesh_shape)
 
   def _setup(self, batch, length):
     tf.set_random_seed(self.seed)
@@ -151,3 +154,49 @@ class LM:
         sess.run(op)
       out = sess.run(tf_decoded, {prompt_ph: prompts})
       return out, sess.run(tf_argmax, {ids_ph: out})
+
+
+_F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
+
+
+class EncDec(LM):
+  """The same harness for T5 bitransformers (encoder-decoder)."""
+
+  model_type = "bitransformer"
+
+  def _forward(self, model, mesh, targets, segments, positions):
+    del mesh, segments, positions  # encoder reads the targets too: shapes only
+    return model.call_simple(targets, targets, compute_loss=True, mode="eval",
+                             variable_dtype=_F32)
+
+  @_in_new_graph
+  def forward(self, inputs, targets):
+    """Decoder logits [batch, length, vocab] for int inputs and targets."""
+    graph, mesh = self._setup(*targets.shape)
+    in_ph, m_inputs = self._import(mesh, inputs, "inputs")
+    tg_ph, m_targets = self._import(mesh, targets, "targets")
+    logits, _ = self._model().call_simple(m_inputs, m_targets, compute_loss=True,
+                                          mode="eval", variable_dtype=_F32)
+    (tf_logits,), init = self._lower(graph, mesh, [logits])
+    with tf.Session() as sess:
+      for op in init:
+        sess.run(op)
+      return sess.run(tf_logits, {in_ph: inputs, tg_ph: targets})
+
+  @_in_new_graph
+  def greedy_and_teacher_forced(self, inputs):
+    """Greedy decode of the decoder given ``inputs``; teacher-forced argmax on it."""
+    graph, mesh = self._setup(*inputs.shape)
+    in_ph, m_inputs = self._import(mesh, inputs, "inputs")
+    model = self._model()
+    decoded = model.decode(m_inputs, variable_dtype=_F32, temperature=0.0)
+    ids_ph, ids = self._import(mesh, inputs, "ids")
+    logits, _ = model.call_simple(m_inputs, ids, compute_loss=True, mode="eval",
+                                  variable_dtype=_F32)
+    argmax = mtf.argmax(logits, model.output_vocab_dim)
+    (tf_decoded, tf_argmax), init = self._lower(graph, mesh, [decoded, argmax])
+    with tf.Session() as sess:
+      for op in init:
+        sess.run(op)
+      out = sess.run(tf_decoded, {in_ph: inputs})
+      return out, sess.run(tf_argmax, {in_ph: inputs, ids_ph: out})

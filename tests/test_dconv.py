@@ -20,13 +20,14 @@ def numpy_dconv(x, taps, segments):
   return y
 
 
-def run_mtf_dconv(x, taps, segments, order=("batch", "length", "heads", "d_kv")):
+def run_mtf_dconv(x, taps, segments, order=("batch", "length", "heads", "d_kv"),
+                  causal=True):
   """Runs dconv on a mesh, with x's dimensions in the given order."""
   with tf.Graph().as_default():
-    return _run_mtf_dconv(x, taps, segments, order)
+    return _run_mtf_dconv(x, taps, segments, order, causal)
 
 
-def _run_mtf_dconv(x, taps, segments, order):
+def _run_mtf_dconv(x, taps, segments, order, causal):
   graph = mtf.Graph()
   mesh = mtf.Mesh(graph, "mesh")
   sizes = dict(zip(("batch", "length", "heads", "d_kv"), x.shape))
@@ -38,7 +39,7 @@ def _run_mtf_dconv(x, taps, segments, order):
            for t in taps]
   mseg = None if segments is None else mtf.import_tf_tensor(
       mesh, tf.constant(segments), mtf.Shape([dims["batch"], dims["length"]]))
-  y = dconv.causal_depthwise_conv(mx, mtaps, "length", mseg)
+  y = dconv.depthwise_conv(mx, mtaps, "length", mseg, causal)
   y = mtf.transpose(y, mtf.Shape([dims[n] for n in ("batch", "length", "heads", "d_kv")]))
   impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
   lowering = mtf.Lowering(graph, {mesh: impl})

@@ -15,7 +15,7 @@ from primer_mtf import mdha
 
 from mtf_harness import LM, SMALL, VOCAB, configure
 
-MODELS = configs.names("models")
+MODELS = configs.decoder_only_models()
 DECODER_MODELS = ["primer_ez", "primer", "mdha"]
 
 
@@ -107,8 +107,11 @@ def _packed_row_logits(extra=()):
 
 
 @pytest.mark.parametrize("model", DECODER_MODELS)
-def test_packed_examples_do_not_leak_through_the_conv(model):
-  configure(model)
+@pytest.mark.parametrize("combine_dims", [True, False])
+def test_packed_examples_do_not_leak_through_the_conv(model, combine_dims):
+  # combine_dims=False keeps heads and d_kv apart in the projections: the conv
+  # must still find the length axis by name (the release picked it by position).
+  configure(model, [f"MDHA.combine_dims = {combine_dims}"])
   b_logits_1, b_logits_2 = _packed_row_logits()
   assert np.abs(b_logits_1 - b_logits_2).max() <= 1e-6
 
@@ -129,10 +132,13 @@ MESHES = ["", "batch:2,model:2"]
 @pytest.mark.parametrize("model", DECODER_MODELS)
 @pytest.mark.parametrize("mesh", MESHES)
 @pytest.mark.parametrize("with_prompt", [False, True])
-def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh, with_prompt):
+@pytest.mark.parametrize("combine_dims", [True, False])
+def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh, with_prompt,
+                                                      combine_dims):
   # Untied output embedding and redrawn weights: a fresh tied model greedily
   # repeats one token, which would leave the conv caches untested.
-  configure(model, ["Unitransformer.shared_embedding_and_softmax_weights = False"])
+  configure(model, ["Unitransformer.shared_embedding_and_softmax_weights = False",
+                    f"MDHA.combine_dims = {combine_dims}"])
   batch, length = 4, 12
   prompts = np.zeros((batch, length), np.int32)
   prompt_lengths = [0, 0, 0, 0]
