@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import primer_mtf  # pylint: disable=unused-import
+from primer_mtf import configs
 from primer_mtf import dconv
 
 from mtf_harness import EncDec, VOCAB, configure
@@ -51,17 +52,23 @@ def test_centred_taps_put_one_half_on_the_current_token():
   assert dconv.tap_initial_values(3, causal=False) == [0.5 / 3, 0.5, 0.5 / 3]
 
 
-@pytest.mark.parametrize("model", ["bi/primer_ez", "bi/primer_ez_both"])
-def test_mdha_sits_where_the_config_says(model):
+@pytest.mark.parametrize("model, in_decoder, in_encoder", [
+    ("bi/transformer", False, False), ("bi/squared_relu", False, False),
+    ("bi/mdha", True, False), ("bi/primer_ez", True, False),
+    ("bi/primer_ez_both", True, True)])
+def test_mdha_sits_where_the_config_says(model, in_decoder, in_encoder):
   configure(model)
   names = EncDec().variable_names()
   decoder_taps = [n for n in names if n.startswith("decoder/") and "_dconv_tap" in n]
   encoder_taps = [n for n in names if n.startswith("encoder/") and "_dconv_tap" in n]
-  assert len(decoder_taps) == 2 * 3 * 3  # 2 layers x Q, K, V x 3 taps
-  assert len(encoder_taps) == (18 if model.endswith("both") else 0)
+  assert len(decoder_taps) == (2 * 3 * 3 if in_decoder else 0)  # layers x QKV x taps
+  assert len(encoder_taps) == (2 * 3 * 3 if in_encoder else 0)
 
 
-@pytest.mark.parametrize("model", ["bi/transformer", "bi/primer_ez", "bi/primer_ez_both"])
+ENC_DEC_MODELS = [m for m in configs.names("models") if m.startswith("bi/")]
+
+
+@pytest.mark.parametrize("model", ENC_DEC_MODELS)
 def test_decoder_stays_causal(model):
   configure(model)
   rng = np.random.RandomState(1)
