@@ -16,6 +16,7 @@ primer_mtf_compat.apply()
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from primer_mtf import activations
 from primer_mtf import norms
+from primer_mtf import planner
 from primer_mtf import progress
 from primer_mtf import tasks
 from primer_mtf.layer_stack import PrePostNormLayerStack
@@ -24,4 +25,4 @@ from primer_mtf.progress import train_with_progress
 from primer_mtf.tasks import corpus_task
 
 __all__ = ["MDHA", "PrePostNormLayerStack", "activations", "corpus_task", "norms",
-           "progress", "tasks", "train_with_progress"]
+           "planner", "progress", "tasks", "train_with_progress"]

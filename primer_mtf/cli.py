@@ -54,6 +54,14 @@ def parser():
   ev.add_argument("--gin_param", action="append", default=[])
   ev.add_argument("--max_batches", type=int, default=100)
   ev.add_argument("-v", "--verbose", action="store_true")
+  plan = sub.add_parser("plan", help="parameters, FLOPs and memory per core of a "
+                        "run, and whether its layout divides and fits")
+  plan.add_argument("--model", default="transformer")
+  plan.add_argument("--size", default="tiny")
+  plan.add_argument("--mesh", default="cpu", help="default: one device")
+  plan.add_argument("--vocab_size", type=int, default=32128)
+  plan.add_argument("--gin_param", action="append", default=[])
+  plan.add_argument("--json", action="store_true", help="machine-readable output")
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
   vocab.add_argument("--output", default=None, help="write the model here")
@@ -170,6 +178,17 @@ def evaluate(args):
   return 0
 
 
+def plan(args):
+  from primer_mtf import planner  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  result = planner.plan(args.model, args.size, args.mesh, args.vocab_size,
+                        args.gin_param)
+  print(json.dumps(result, indent=1) if args.json else planner.format_plan(result))
+  if result["errors"]:
+    raise UsageError(result["errors"][0])
+  return 0
+
+
 def vocab(args):
   import shutil  # pylint: disable=g-import-not-at-top
   from primer_mtf import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
@@ -194,7 +213,8 @@ def main(argv=None):
   import primer_mtf  # pylint: disable=g-import-not-at-top,unused-import
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   try:
-    return {"train": train, "eval": evaluate, "vocab": vocab}[args.command](args)
+    return {"train": train, "eval": evaluate, "plan": plan,
+            "vocab": vocab}[args.command](args)
   except UsageError as e:
     print(f"primer-mtf: error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2

@@ -103,6 +103,17 @@ def _query(name, default=None):
     return default
 
 
+def mesh_shape():
+  """The run's mesh shape, evaluating ``@utils.tpu_mesh_shape()`` where bound."""
+  value = _query("utils.run.mesh_shape", "")
+  if isinstance(value, gin.config.ConfigurableReference):
+    from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+    if "tpu_mesh_shape" not in str(value):
+      raise UsageError(f"cannot read utils.run.mesh_shape = {value}")
+    value = mtf_utils.tpu_mesh_shape()
+  return mtf.convert_to_shape(value)
+
+
 def tensor_dims():
   """Sizes of the model dimensions that layout rules may shard."""
   return {"heads": _query("SelfAttention.num_heads"),
@@ -111,8 +122,8 @@ def tensor_dims():
 
 def check_layout(mesh_shape=None, layout_rules=None, dims=None):
   """Fails with one line where a sharded dimension does not divide its mesh axis."""
-  mesh_shape = mtf.convert_to_shape(
-      mesh_shape if mesh_shape is not None else _query("utils.run.mesh_shape", ""))
+  mesh_shape = (mtf.convert_to_shape(mesh_shape) if mesh_shape is not None
+                else globals()["mesh_shape"]())
   rules = mtf.convert_to_layout_rules(
       layout_rules or _query("utils.run.layout_rules"))
   dims = dims or tensor_dims()
