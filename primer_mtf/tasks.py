@@ -119,7 +119,7 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     vocab_docs = lambda: docs
 
   if vocabulary:
-    if not os.path.exists(vocabulary):
+    if not tf.io.gfile.exists(vocabulary):
       raise UsageError(f"vocabulary {vocabulary} does not exist; give a "
                        "SentencePiece .model file or leave it unset to train one")
     vocab_path = vocabulary

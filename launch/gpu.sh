@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Trains (or evaluates) on the GPUs of one host with a placement mesh from
+# gin/meshes/gpu_*.gin, through the primer-mtf command.
+#
+#   launch/gpu.sh train|eval --mesh gpu_a100_8_mp4 --model_dir DIR [--model primer]
+#       [--size large] [--corpus c4] [--tfds_data_dir DIR] [--train_steps N]
+#       [--vocabulary SPM.model] [--gin_param BINDING] [--dry_run]
+#
+# The mesh's device count must not exceed the GPUs that nvidia-smi lists; the
+# (model, size, mesh) plan is checked before anything runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=launch/common.sh
+source launch/common.sh
+
+[ $# -ge 1 ] || die "give a command: train or eval"
+command="$1"; shift
+model_dir=""
+parse_common_flags "$@"
+set -- "${rest[@]+"${rest[@]}"}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model_dir) model_dir="$2"; shift 2 ;;
+    *) die "unknown flag $1" ;;
+  esac
+done
+case "$command" in train|eval) ;; *) die "unknown command '$command'; use train or eval" ;; esac
+[ -n "$model_dir" ] || die "--model_dir DIR is required"
+mesh_file="gin/meshes/$mesh.gin"
+[ -f "$mesh_file" ] || die "unknown --mesh '$mesh'; see gin/meshes/"
+devices=$(grep -o '"gpu:[0-9]*"' "$mesh_file" | wc -l)
+[ "$devices" -gt 0 ] || die "mesh '$mesh' is not a GPU mesh; see gin/meshes/gpu_*.gin"
+if [ "$dry_run" = 0 ]; then
+  have=$(nvidia-smi --list-gpus 2>/dev/null | wc -l || true)
+  [ "$have" -ge "$devices" ] || die "mesh '$mesh' needs $devices GPUs, this host has $have"
+fi
+check_plan
+
+args=(--model_dir "$model_dir")
+if [ "$command" = train ]; then
+  args+=(--model "$model" --size "$size" --mesh "$mesh" --corpus "$corpus")
+  [ -z "$tfds_data_dir" ] || args+=(--tfds_data_dir "$tfds_data_dir")
+  [ -z "$vocabulary" ] || args+=(--vocabulary "$vocabulary")
+  [ -z "$train_steps" ] || args+=(--train_steps "$train_steps")
+else
+  args+=(--mesh "$mesh")
+fi
+for p in "${gin_params[@]+"${gin_params[@]}"}"; do args+=(--gin_param "$p"); done
+run_cmd "$(python_bin)" -m primer_mtf "$command" "${args[@]}"
