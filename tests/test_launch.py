@@ -115,3 +115,20 @@ def test_gpu_and_local_dry_runs():
                  "--dry_run")
   assert local.returncode == 0, local.stderr
   assert [line.split()[3] for line in local.stdout.splitlines()] == ["train", "eval"]
+
+
+def test_paper_recipe_trains_and_evaluates_the_four_models():
+  result = subprocess.run(
+      ["bash", os.path.join(REPO, "launch", "recipes", "c4_lm.sh"), "--size", "large",
+       "--mesh", "v3_8_mp2", "--name", "n", "--zone", "z", "--project", "p",
+       "--bucket", "gs://bkt", "--dry_run"],
+      capture_output=True, text=True, env=ENV, timeout=600)
+  assert result.returncode == 0, result.stderr
+  remotes = [shlex.split(line)[-1] for line in result.stdout.splitlines()]
+  models = [re.search(r"--gin_file=models/(\w+)\.gin", r).group(1) for r in remotes]
+  assert models == [m for m in ("transformer", "transformer_plusplus", "primer_ez",
+                                "primer") for _ in (0, 1)]
+  for i, remote in enumerate(remotes):
+    assert "corpus_task.corpus" in remote and "c4" in remote
+    assert ("eval/perplexity.gin" in remote) == (i % 2 == 1)
+    assert "--model_dir=gs://bkt/runs/paper_c4_large_" in remote
