@@ -163,6 +163,11 @@ def _per_core_dims(dims, mesh_shape, rules):
   return out
 
 
+def per_core_variable_shapes(s, mesh_shape, rules):
+  """The slice shape one core holds of every variable (mtf's dimension order)."""
+  return [tuple(_per_core_dims(d, mesh_shape, rules)) for _, d in variable_shapes(s)]
+
+
 def _adafactor_slots(sizes):
   """Adafactor's second moments: factored (row + column) for matrices, else full."""
   if len(sizes) < 2:
@@ -200,8 +205,7 @@ def plan(model, size, mesh="cpu", vocab_size=32128, gin_params=()):
   model_par = max(mesh_shape.size // _batch_parallelism(mesh_shape, rules), 1)
   errors = divisibility_errors(s, mesh_shape, rules, batch_sequences)
 
-  shapes = variable_shapes(s)
-  per_core = [_per_core_dims(d, mesh_shape, rules) for _, d in shapes]
+  per_core = [list(d) for d in per_core_variable_shapes(s, mesh_shape, rules)]
   params_per_core = sum(math.prod(sizes) for sizes in per_core)
   slots_per_core = sum(_adafactor_slots(sizes) for sizes in per_core)
   act_bytes = 2 if _query("utils.get_variable_dtype.activation_dtype") == "bfloat16" else 4

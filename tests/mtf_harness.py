@@ -35,7 +35,8 @@ def _in_new_graph(method):
 class LM:
   """One mtf graph of an LM on a mesh; sessions run forward passes and decodes."""
 
-  def __init__(self, mesh_shape="", seed=0, random_scale=None, embedding_scale=None):
+  def __init__(self, mesh_shape="", seed=0, random_scale=None, embedding_scale=None,
+               vocab=VOCAB):
     """``random_scale``: redraw every variable (MDHA taps too) from
     N(0, random_scale^2). A freshly initialised model tends to repeat one token
     when it decodes greedily, which would hide decoding bugs; a redrawn one does not.
@@ -45,12 +46,13 @@ class LM:
     self.seed = seed
     self.random_scale = random_scale
     self.embedding_scale = embedding_scale or random_scale
+    self.vocab = vocab
 
   model_type = "lm"
 
   def _model(self):
-    return mtf_utils.build_model(self.model_type, VOCAB, VOCAB, self.layout,
-                                 self.mesh_shape)
+    return mtf_utils.build_model(self.model_type, self.vocab, self.vocab,
+                                 self.layout, self.mesh_shape)
 
   def _setup(self, batch, length):
     tf.set_random_seed(self.seed)
@@ -121,6 +123,20 @@ class LM:
     _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
     self._forward(self._model(), mesh, targets, None, None)
     return sum(v.shape.size for v in graph.trainable_variables)
+
+  @_in_new_graph
+  def per_core_variable_shapes(self, length=8):
+    """Lowers the model on this mesh; the shape of one core's slice of each variable."""
+    batch = max(self.mesh_shape.size, 2)
+    graph, mesh = self._setup(batch, length)
+    _, targets = self._import(mesh, np.zeros((batch, length), np.int32), "targets")
+    logits, _ = self._forward(self._model(), mesh, targets, None, None)
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        self.mesh_shape, self.layout, [""] * self.mesh_shape.size)
+    lowering = mtf.Lowering(graph, {mesh: impl}, autostack=False)
+    lowering.export_to_tf_tensor(logits)
+    return [tuple(lowering.variables[v].laid_out_tensor.all_slices[0].shape.as_list())
+            for v in graph.trainable_variables]
 
   @_in_new_graph
   def variable_names(self, length=8):

@@ -1,5 +1,8 @@
 """The planner against the real mtf graph, the paper's sizes and the layouts."""
 import json
+import math
+
+import mesh_tensorflow as mtf
 
 import pytest
 
@@ -8,7 +11,7 @@ from primer_mtf import cli
 from primer_mtf import configs
 from primer_mtf import planner
 
-from mtf_harness import LM, VOCAB
+from mtf_harness import LAYOUT, LM, VOCAB
 
 MODELS = configs.decoder_only_models()
 SIZES = configs.names("sizes")
@@ -44,6 +47,23 @@ def test_recommended_pairs_divide_and_fit(size, mesh):
     result = planner.plan(model, size, mesh)
     assert result["divides"] and result["fits"], result["errors"]
     assert result["batch_sequences"] * result["sequence_length"] in (65536, 2048)
+
+
+@pytest.mark.parametrize("size, mesh", planner.RECOMMENDED)
+def test_recommended_layouts_lower_with_the_planned_per_core_shapes(size, mesh):
+  """Lowered on a CPU placement mesh with the pod's model-parallel dimension (the
+  batch dimension cut to one, two layers: every layer is laid out alike)."""
+  planned = planner.plan("primer", size, mesh, gin_params=["num_layers = 2"])
+  model_dims = [d for d in configs.mesh_shape().dims if d.name == "model"]
+  cpu_mesh = ",".join(f"{d.name}:{d.size}" for d in model_dims)
+  expected = planner.per_core_variable_shapes(
+      planner.shape_from_gin(32128), mtf.convert_to_shape(cpu_mesh),
+      mtf.convert_to_layout_rules(LAYOUT))
+  configs.parse("primer", size, "cpu", gin_params=["num_layers = 2"])
+  lowered = LM(cpu_mesh, vocab=32128).per_core_variable_shapes()
+  assert sorted(lowered) == sorted(expected)
+  # the batch dimension replicates variables: the pod's per-core count is the same
+  assert planned["parameters_per_core"] == sum(math.prod(s) for s in expected)
 
 
 def test_flops_per_token_follow_6n_plus_attention():
