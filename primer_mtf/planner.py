@@ -35,6 +35,11 @@ ACCELERATORS = {
     "gpu_h100_80g": (989e12, 80 * GiB),
     "cpu": (1e12, 24 * GiB),
 }
+# On a CPU the whole process shares the memory: the Python/TensorFlow runtime and
+# the input pipeline (about 1 GiB: the tiny model's peak RSS, measured with
+# benchmarks/planner_memory.py), and mesh-tensorflow's master copy of every
+# variable (bfloat16, its default master_dtype) beside the float32 slices it trains.
+CPU_RUNTIME_BYTES = int(1.0 * GiB)
 
 
 @gin.configurable("accelerator", module="primer_mtf")
@@ -221,7 +226,11 @@ def plan(model, size, mesh="cpu", vocab_size=32128, gin_params=()):
       + 3 * s.vocab / model_par * (4 / act_bytes))   # float32 logits, softmax, grad
   memory = {"variables": 4 * params_per_core, "gradients": 4 * params_per_core,
             "adafactor": 4 * slots_per_core, "activations": int(activations)}
-  memory["total"] = sum(memory.values())
+  memory["model_total"] = sum(memory.values())
+  host = acc["kind"] == "cpu"
+  memory["master_copy"] = 2 * params_per_core if host else 0
+  memory["runtime"] = CPU_RUNTIME_BYTES if host else 0
+  memory["total"] = memory["model_total"] + memory["master_copy"] + memory["runtime"]
   flops_token = flops_per_token(s, length)
   step_flops = flops_token * batch_sequences * length
   result = {
@@ -266,7 +275,9 @@ def format_plan(p):
       f"  memory per core      variables {gib(m['variables'])}, gradients "
       f"{gib(m['gradients'])}, Adafactor {gib(m['adafactor'])}, activations "
       f"{gib(m['activations'])} (microbatch {p['microbatch_tokens_per_replica']} "
-      f"tokens); total {gib(m['total'])} of {gib(p['memory_limit_per_core'])}",
+      f"tokens)" + (f", master copy {gib(m['master_copy'])}, runtime "
+                    f"{gib(m['runtime'])}" if m["runtime"] else "") +
+      f"; total {gib(m['total'])} of {gib(p['memory_limit_per_core'])}",
       f"  layout               {'divides' if p['divides'] else 'DOES NOT DIVIDE'}",
       f"  step time at peak    {p['step_seconds_at_peak']:.3g} s",
   ]

@@ -93,8 +93,10 @@ def test_plan_cli_json(capsys):
   assert code == 0
   result = json.loads(out)
   assert result["divides"] and result["fits"] and result["cores"] == 8
-  assert result["memory_per_core"]["total"] == sum(
-      v for k, v in result["memory_per_core"].items() if k != "total")
+  memory = result["memory_per_core"]
+  assert memory["total"] == memory["model_total"] == sum(
+      memory[k] for k in ("variables", "gradients", "adafactor", "activations"))
+  assert memory["master_copy"] == memory["runtime"] == 0  # TPU: host memory apart
 
 
 @pytest.mark.parametrize("argv, message", [
