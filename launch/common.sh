@@ -28,7 +28,7 @@ python_bin() {
   fi
 }
 
-model=primer size=tiny mesh="" bucket="" run="" corpus=c4 tfds_data_dir=""
+model=primer size=tiny mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" model_dir=""
 train_steps="" vocabulary="" accelerator=""
 gin_params=()
 rest=()
@@ -38,6 +38,7 @@ parse_common_flags() {  # sets the variables above; other flags go to "rest"
       --model) model="$2"; shift 2 ;;
       --size) size="$2"; shift 2 ;;
       --mesh) mesh="$2"; shift 2 ;;
+      --model_dir) model_dir="$2"; shift 2 ;;
       --bucket) bucket="$2"; shift 2 ;;
       --run) run="$2"; shift 2 ;;
       --corpus) corpus="$2"; shift 2 ;;
@@ -51,6 +52,10 @@ parse_common_flags() {  # sets the variables above; other flags go to "rest"
     esac
   done
   [ -n "$mesh" ] || die "--mesh MESH is required; see gin/meshes/"
+}
+
+no_other_flags() {  # for scripts that take only the common flags
+  [ ${#rest[@]} -eq 0 ] || die "unknown flag ${rest[0]}"
 }
 
 check_plan() {  # the planner's verdict on (model, size, mesh), before anything runs

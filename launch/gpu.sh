@@ -15,15 +15,8 @@ source launch/common.sh
 
 [ $# -ge 1 ] || die "give a command: train or eval"
 command="$1"; shift
-model_dir=""
 parse_common_flags "$@"
-set -- "${rest[@]+"${rest[@]}"}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --model_dir) model_dir="$2"; shift 2 ;;
-    *) die "unknown flag $1" ;;
-  esac
-done
+no_other_flags
 case "$command" in train|eval) ;; *) die "unknown command '$command'; use train or eval" ;; esac
 [ -n "$model_dir" ] || die "--model_dir DIR is required"
 mesh_file="gin/meshes/$mesh.gin"

@@ -9,18 +9,11 @@ cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-model_dir=""
 corpus=kjv
 args=("$@")
 [[ " ${args[*]} " == *" --mesh "* ]] || args+=(--mesh cpu)
 parse_common_flags "${args[@]}"
-set -- "${rest[@]+"${rest[@]}"}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --model_dir) model_dir="$2"; shift 2 ;;
-    *) die "unknown flag $1" ;;
-  esac
-done
+no_other_flags
 [ -n "$model_dir" ] || die "--model_dir DIR is required"
 case "$mesh" in cpu*) ;; *) die "mesh '$mesh' is not a CPU mesh; use launch/tpu.sh or launch/gpu.sh" ;; esac
 check_plan
