@@ -48,12 +48,15 @@ def main():
   p.add_argument("--sequence_length", type=int, default=128)
   p.add_argument("--batch", type=int, default=4)
   p.add_argument("--out", default="bench")
+  p.add_argument("--gin_param", action="append", default=[],
+                 help="more bindings for every run")
   args = p.parse_args()
   bindings = [
       f"utils.run.sequence_length = {{'inputs': {args.sequence_length}, "
       f"'targets': {args.sequence_length}}}",
       f"utils.run.batch_size = ('sequences_per_batch', {args.batch})",
-      "utils.run.save_checkpoints_steps = 1000000"]
+      "utils.run.save_checkpoints_steps = 1000000",
+      "train_with_progress.every_n_steps = 1"] + args.gin_param
   os.makedirs(args.out, exist_ok=True)
   rows = []
   for size in args.sizes:
