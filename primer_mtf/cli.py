@@ -191,16 +191,9 @@ def plan(args):
 
 def vocab(args):
   import shutil  # pylint: disable=g-import-not-at-top
-  from primer_mtf import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
-  from primer_mtf import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  from primer_mtf.tasks import TFDS_CORPORA, _tfds_vocab_sample  # pylint: disable=g-import-not-at-top
-  if args.corpus in TFDS_CORPORA:
-    docs, key = list(_tfds_vocab_sample(args.corpus, args.tfds_data_dir)), args.corpus
-  else:
-    docs = corpus_lib.documents(args.corpus)
-    key = ("kjv" if args.corpus == "kjv"
-           else "local_" + corpus_lib.fingerprint(docs))
-  path = vocab_lib.cached(docs, args.vocab_size, key)
+  from primer_mtf import tasks  # pylint: disable=g-import-not-at-top
+  path = tasks.trained_vocabulary(args.corpus, args.vocab_size,
+                                  tfds_data_dir=args.tfds_data_dir)
   if args.output:
     shutil.copyfile(path, args.output)
     path = args.output

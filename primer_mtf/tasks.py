@@ -85,6 +85,27 @@ def task_name(corpus, vocab_size):
   return f"primer_mtf_lm_{corpus}_sp{vocab_size}"
 
 
+def corpus_key(corpus, docs=None):
+  """The name a corpus goes by in task names and the vocabulary cache."""
+  if corpus in TFDS_CORPORA or corpus == corpus_lib.EMBEDDED:
+    return corpus
+  return "local_" + corpus_lib.fingerprint(docs)
+
+
+def trained_vocabulary(corpus, vocab_size, cache_dir=None, tfds_data_dir=None,
+                       docs=None):
+  """Path of the SentencePiece model trained on ``corpus`` (cached).
+
+  ``docs``: the corpus's documents where the caller has read them already.
+  """
+  if corpus in TFDS_CORPORA:
+    _tfds_builder(corpus, tfds_data_dir)
+    docs = list(_tfds_vocab_sample(corpus, tfds_data_dir))
+  elif docs is None:
+    docs = corpus_lib.documents(corpus)
+  return vocab_lib.cached(docs, vocab_size, corpus_key(corpus, docs), cache_dir)
+
+
 @gin.configurable("corpus_task", module="primer_mtf")
 def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
                 cache_dir=None, tfds_data_dir=None):
@@ -108,15 +129,12 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     _tfds_builder(corpus, tfds_data_dir)
     source = seqio.TfdsDataSource(tfds_name=tfds_name, splits=splits,
                                   tfds_data_dir=tfds_data_dir)
-    key_name = corpus
-    vocab_docs = lambda: _tfds_vocab_sample(corpus, tfds_data_dir)
+    key_name = corpus_key(corpus)
   else:
     docs = corpus_lib.documents(corpus)
     source = _documents_source(docs)
     key = "text"
-    key_name = (corpus_lib.EMBEDDED if corpus == corpus_lib.EMBEDDED
-                else "local_" + corpus_lib.fingerprint(docs))
-    vocab_docs = lambda: docs
+    key_name = corpus_key(corpus, docs)
 
   if vocabulary:
     if not tf.io.gfile.exists(vocabulary):
@@ -125,7 +143,8 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     vocab_path = vocabulary
     name = f"primer_mtf_lm_{key_name}_" + os.path.basename(vocabulary).split(".")[0]
   else:
-    vocab_path = vocab_lib.cached(vocab_docs(), vocab_size, key_name, cache_dir)
+    vocab_path = trained_vocabulary(corpus, vocab_size, cache_dir, tfds_data_dir,
+                                    None if corpus in TFDS_CORPORA else docs)
     name = task_name(key_name, vocab_size)
 
   if name not in seqio.TaskRegistry.names():

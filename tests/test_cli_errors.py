@@ -65,3 +65,23 @@ def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
 
 def test_eval_of_a_non_run(capsys, tmp_path):
   _fails(capsys, ["eval", "--model_dir", str(tmp_path)], "is not a primer-mtf run")
+
+
+def test_vocab_command_trains_caches_and_copies(capsys, tmp_path):
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  corpus = tmp_path / "words.txt"
+  corpus.write_text("".join(f"{w} alpha{w} beta{w}gamma delta {w}{w}\n"
+                            for w in ("red", "green", "blue", "cyan", "magenta",
+                                      "yellow", "black", "white", "orange")))
+  text_corpus = str(corpus)
+  assert cli.main(["vocab", "--corpus", text_corpus, "--vocab_size", "40"]) == 0
+  cached = capsys.readouterr().out.strip()
+  assert spm.SentencePieceProcessor(model_file=cached).get_piece_size() == 40
+  out = tmp_path / "v.model"
+  assert cli.main(["vocab", "--corpus", text_corpus, "--vocab_size", "40",
+                   "--output", str(out)]) == 0
+  assert out.read_bytes() == open(cached, "rb").read()
+
+
+def test_vocab_command_refuses_a_missing_corpus(capsys):
+  _fails(capsys, ["vocab", "--corpus", "/no/such/dir"], "does not exist")

@@ -135,6 +135,8 @@ MESHES = ["", "batch:2,model:2"]
 @pytest.mark.parametrize("combine_dims", [True, False])
 def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh, with_prompt,
                                                       combine_dims):
+  if not combine_dims and mesh:
+    pytest.skip("combine_dims=False is checked on one device (the axis is by name)")
   # Untied output embedding and redrawn weights: a fresh tied model greedily
   # repeats one token, which would leave the conv caches untested.
   configure(model, ["Unitransformer.shared_embedding_and_softmax_weights = False",
