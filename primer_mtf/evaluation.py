@@ -19,6 +19,7 @@ import seqio
 import tensorflow.compat.v1 as tf
 from t5.models import mesh_transformer
 
+from primer_mtf import configs
 from primer_mtf import progress
 from primer_mtf.errors import UsageError
 from primer_mtf.tasks import corpus_task
@@ -115,9 +116,8 @@ def evaluate(model_dir, split="validation", max_batches=100):
     sequence_length = {"inputs": sequence_length, "targets": sequence_length}
   batch_size = gin.query_parameter("utils.run.batch_size")
   if not isinstance(batch_size, int):
-    mesh_shape = gin.query_parameter("utils.run.mesh_shape")
     batch_size = mtf_utils.compute_batch_size(
-        sequence_length, mtf.convert_to_shape(mesh_shape),
+        sequence_length, configs.mesh_shape(),
         mtf.convert_to_layout_rules(
             gin.query_parameter("utils.run.layout_rules")), batch_size)
   task = corpus_task()
