@@ -26,7 +26,7 @@ setuptools.setup(
     name="primer-mtf",
     version="0.1.0",
     description="Primer (So et al., 2021) language models in Mesh TensorFlow and T5",
-    packages=["primer_mtf"],
+    packages=setuptools.find_packages(include=["primer_mtf", "primer_mtf.*"]),
     py_modules=["primer_mtf_compat"],
     python_requires=">=3.9,<3.12",
     install_requires=[

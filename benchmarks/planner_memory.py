@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf import planner
+from primer_mtf.planning import planner
 
 GiB = 1 << 30
 

@@ -14,15 +14,15 @@ import primer_mtf_compat  # pylint: disable=g-import-not-at-top
 primer_mtf_compat.apply()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from primer_mtf import activations
-from primer_mtf import norms
-from primer_mtf import planner
-from primer_mtf import progress
-from primer_mtf import tasks
-from primer_mtf.layer_stack import PrePostNormLayerStack
-from primer_mtf.mdha import MDHA
-from primer_mtf.progress import train_with_progress
-from primer_mtf.tasks import corpus_task
+from primer_mtf.layers import activations
+from primer_mtf.layers import norms
+from primer_mtf.planning import planner
+from primer_mtf.running import progress
+from primer_mtf.data import tasks
+from primer_mtf.layers.layer_stack import PrePostNormLayerStack
+from primer_mtf.layers.mdha import MDHA
+from primer_mtf.running.progress import train_with_progress
+from primer_mtf.data.tasks import corpus_task
 
 __all__ = ["MDHA", "PrePostNormLayerStack", "activations", "corpus_task", "norms",
            "planner", "progress", "tasks", "train_with_progress"]

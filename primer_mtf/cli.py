@@ -136,7 +136,7 @@ def _set_verbosity(verbose):
 def train(args):
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
-  from primer_mtf.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
   _set_verbosity(args.verbose)
   record = _record(args)
   if args.train_steps is not None:
@@ -158,7 +158,7 @@ def train(args):
 
 
 def evaluate(args):
-  from primer_mtf import evaluation  # pylint: disable=g-import-not-at-top
+  from primer_mtf.running import evaluation  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   _set_verbosity(args.verbose)
   record = _read_record(args.model_dir)
@@ -179,7 +179,7 @@ def evaluate(args):
 
 
 def plan(args):
-  from primer_mtf import planner  # pylint: disable=g-import-not-at-top
+  from primer_mtf.planning import planner  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   result = planner.plan(args.model, args.size, args.mesh, args.vocab_size,
                         args.gin_param)
@@ -191,7 +191,7 @@ def plan(args):
 
 def vocab(args):
   import shutil  # pylint: disable=g-import-not-at-top
-  from primer_mtf import tasks  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
   path = tasks.trained_vocabulary(args.corpus, args.vocab_size,
                                   tfds_data_dir=args.tfds_data_dir)
   if args.output:

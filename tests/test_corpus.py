@@ -1,7 +1,7 @@
 """The embedded corpus, the local-text rules and the train/validation split."""
 import pytest
 
-from primer_mtf import corpus
+from primer_mtf.data import corpus
 from primer_mtf.errors import UsageError
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf import dconv
+from primer_mtf.layers import dconv
 
 
 def numpy_dconv(x, taps, segments):

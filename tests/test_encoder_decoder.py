@@ -5,7 +5,7 @@ import pytest
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf import configs
-from primer_mtf import dconv
+from primer_mtf.layers import dconv
 
 from mtf_harness import EncDec, VOCAB, configure
 from test_dconv import run_mtf_dconv

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from primer_mtf import planner
+from primer_mtf.planning import planner
 
 from conftest import REPO
 

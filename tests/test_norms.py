@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf import norms
+from primer_mtf.layers import norms
 
 
 def test_primer_norm_matches_the_formula_and_layer_norm():

@@ -9,7 +9,7 @@ import pytest
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf import cli
 from primer_mtf import configs
-from primer_mtf import planner
+from primer_mtf.planning import planner
 
 from mtf_harness import LAYOUT, LM, VOCAB
 

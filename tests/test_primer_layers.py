@@ -11,7 +11,7 @@ import pytest
 
 import primer_mtf
 from primer_mtf import configs
-from primer_mtf import mdha
+from primer_mtf.layers import mdha
 
 from mtf_harness import LM, SMALL, VOCAB, configure
 

@@ -4,8 +4,8 @@ import pytest
 import seqio
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf import corpus
-from primer_mtf import tasks
+from primer_mtf.data import corpus
+from primer_mtf.data import tasks
 
 
 @pytest.fixture(scope="module")

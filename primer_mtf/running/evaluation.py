@@ -20,9 +20,9 @@ import tensorflow.compat.v1 as tf
 from t5.models import mesh_transformer
 
 from primer_mtf import configs
-from primer_mtf import progress
+from primer_mtf.running import progress
 from primer_mtf.errors import UsageError
-from primer_mtf.tasks import corpus_task
+from primer_mtf.data.tasks import corpus_task
 
 METRICS = ("neg_log_perplexity", "token_accuracy", "num_eval_tokens")
 

@@ -11,7 +11,7 @@ import gin
 from mesh_tensorflow.transformer import transformer
 from mesh_tensorflow.transformer import transformer_layers
 
-from primer_mtf import norms
+from primer_mtf.layers import norms
 
 
 def sublayer_pre_norm(x, layer_stack, context):

@@ -19,8 +19,8 @@ import tensorflow.compat.v1 as tf
 import tensorflow_datasets as tfds
 from t5.data import preprocessors as t5_preprocessors
 
-from primer_mtf import corpus as corpus_lib
-from primer_mtf import vocab as vocab_lib
+from primer_mtf.data import corpus as corpus_lib
+from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
 
 # name -> (tfds name, split mapping, text feature). Versions are the paper's.

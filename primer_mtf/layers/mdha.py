@@ -21,7 +21,7 @@ from mesh_tensorflow.transformer import attention
 from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
-from primer_mtf import dconv
+from primer_mtf.layers import dconv
 
 _DECODE_MODES = ("first_part", "incremental")
 

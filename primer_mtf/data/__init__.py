@@ -1,0 +1,1 @@
+"""Data: corpora (what a ``--corpus`` value means), vocabularies and seqio tasks."""

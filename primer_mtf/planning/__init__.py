@@ -1,0 +1,1 @@
+"""Planning: the accelerator table and the planner (parameters, FLOPs, memory, layout)."""

@@ -1,0 +1,1 @@
+"""Running: runs (record and resume rules), training progress and checkpoint evaluation."""
