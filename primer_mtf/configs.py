@@ -1,9 +1,12 @@
-"""Gin configuration of a run: which files, in what order, and checks before it starts.
+"""Gin configuration of a run: which files, in what order, and what they say.
 
 A run is described by gin files plus bindings, T5 style. The shortcuts
 ``--model``, ``--size`` and ``--mesh`` name files under ``gin/models``,
 ``gin/sizes`` and ``gin/meshes``; they are parsed after mesh-tensorflow's
 ``defaults.gin`` and the objective, and before the user's own files and bindings.
+Everything else reads the parsed configuration through :func:`query` and the
+helpers below it (mesh, layout rules, sequence length, batch), never through gin's
+own internals.
 """
 
 import logging
@@ -92,7 +95,7 @@ def parse(model, size, mesh, gin_files=(), gin_params=()):
   return files
 
 
-def _query(name, default=None):
+def query(name, default=None):
   """A bound gin value, following macros (``%d_ff``) to their values."""
   try:
     value = gin.query_parameter(name)
@@ -105,7 +108,7 @@ def _query(name, default=None):
 
 def mesh_shape():
   """The run's mesh shape, evaluating ``@utils.tpu_mesh_shape()`` where bound."""
-  value = _query("utils.run.mesh_shape", "")
+  value = query("utils.run.mesh_shape", "")
   if isinstance(value, gin.config.ConfigurableReference):
     from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
     if "tpu_mesh_shape" not in str(value):
@@ -114,29 +117,23 @@ def mesh_shape():
   return mtf.convert_to_shape(value)
 
 
-def tensor_dims():
-  """Sizes of the model dimensions that layout rules may shard."""
-  return {"heads": _query("SelfAttention.num_heads"),
-          "d_ff": _query("DenseReluDense.hidden_size")}
+def layout_rules():
+  return mtf.convert_to_layout_rules(query("utils.run.layout_rules"))
 
 
-def check_layout(mesh_shape=None, layout_rules=None, dims=None):
-  """Fails with one line where a sharded dimension does not divide its mesh axis."""
-  mesh_shape = (mtf.convert_to_shape(mesh_shape) if mesh_shape is not None
-                else globals()["mesh_shape"]())
-  rules = mtf.convert_to_layout_rules(
-      layout_rules or _query("utils.run.layout_rules"))
-  dims = dims or tensor_dims()
-  for tensor_dim, size in dims.items():
-    if size is None:
-      continue
-    axis = rules.tensor_dimension_to_mesh_axis(
-        mtf.Dimension(tensor_dim, size), mesh_shape)
-    if axis is None:
-      continue
-    mesh_dim = mesh_shape.dims[axis]
-    if size % mesh_dim.size:
-      raise UsageError(
-          f"{tensor_dim}={size} does not divide over mesh dimension "
-          f"{mesh_dim.name}:{mesh_dim.size}; choose a mesh whose {mesh_dim.name} "
-          f"size divides {size}, or change the size")
+def sequence_length():
+  """``{"inputs": n, "targets": n}``, whichever form ``utils.run`` is given."""
+  value = query("utils.run.sequence_length")
+  if isinstance(value, int):
+    return {"inputs": value, "targets": value}
+  return dict(value)
+
+
+def batch_sequences():
+  """Sequences per batch, converting ``("tokens_per_batch", n)`` and the like."""
+  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+  value = query("utils.run.batch_size")
+  if isinstance(value, int):
+    return value
+  return mtf_utils.compute_batch_size(sequence_length(), mesh_shape(),
+                                      layout_rules(), value)

@@ -1,9 +1,14 @@
 """Bad input: one clear line, exit status 2, and no run created or touched."""
 import os
+import subprocess
+import sys
 
 import pytest
 
 from primer_mtf import cli
+from primer_mtf.running import runs
+
+from conftest import REPO
 
 
 def _fails(capsys, argv, message):
@@ -53,14 +58,14 @@ def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
   """A model_dir of another run is refused before anything is written."""
   model_dir = tmp_path / "run"
   model_dir.mkdir()
-  record = model_dir / cli.RUN_RECORD
+  record = model_dir / runs.RUN_RECORD
   record.write_text('{"model": "primer", "size": "tiny", "corpus": "kjv", '
                     '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
   before = record.read_bytes()
   _fails(capsys, ["train", "--model_dir", str(model_dir)],
          "holds a run with model='primer', not 'transformer'")
   assert record.read_bytes() == before
-  assert os.listdir(model_dir) == [cli.RUN_RECORD]
+  assert os.listdir(model_dir) == [runs.RUN_RECORD]
 
 
 def test_eval_of_a_non_run(capsys, tmp_path):
@@ -85,3 +90,23 @@ def test_vocab_command_trains_caches_and_copies(capsys, tmp_path):
 
 def test_vocab_command_refuses_a_missing_corpus(capsys):
   _fails(capsys, ["vocab", "--corpus", "/no/such/dir"], "does not exist")
+
+
+def test_plan_and_a_usage_error_print_only_the_project_s_lines():
+  """TensorFlow's start-up noise is dropped by default; -v shows it."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TF_CPP_MIN_LOG_LEVEL", "PRIMER_MTF_VERBOSE")}
+  plan = subprocess.run([sys.executable, "-m", "primer_mtf", "plan", "--size", "tiny"],
+                        cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+  assert plan.returncode == 0 and plan.stderr == "", plan.stderr
+  assert plan.stdout.startswith("plan: model=transformer size=tiny")
+  error = subprocess.run([sys.executable, "-m", "primer_mtf", "plan", "--size", "9b"],
+                         cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+  assert error.returncode == 2
+  assert error.stderr.splitlines() == [
+      "primer-mtf: error: unknown --size '9b'; choose one of: "
+      "32b, 8b, large, medium, small, tiny, xl"]
+  verbose = subprocess.run([sys.executable, "-m", "primer_mtf", "plan", "--size",
+                            "tiny", "-v"], cwd=REPO, capture_output=True, text=True,
+                           env=env, timeout=300)
+  assert verbose.returncode == 0 and len(verbose.stderr.splitlines()) > 2

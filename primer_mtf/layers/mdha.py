@@ -108,17 +108,31 @@ class _ConvolvedProjections:
 
 
 class _SharedQKProjections(_ConvolvedProjections):
-  """K = DConv(x W_Q), Q = K W_s: computed once, in compute_q, and reused."""
+  """K = DConv(x W_Q), Q = K W_s: the keys are computed once, by whichever of
+  compute_q and compute_k SelfAttention calls first, and reused by the other."""
+
+  def __init__(self, params, layer, context):
+    super().__init__(params, layer, context)
+    self._keys = None    # the convolved keys, once computed
+    self._keys_length_dim = None   # the length dimension they run along
+
+  def _shared_keys(self, x, length_dim):
+    """DConv(x W_Q) along ``length_dim``, computed on the first call only."""
+    if self._keys is None:
+      self._keys = self._layer.convolve(
+          self._context, self._params.compute_shared(x), "k", length_dim)
+      self._keys_length_dim = length_dim
+    keys = self._keys
+    if self._context.mode != "incremental" and self._keys_length_dim != length_dim:
+      keys = mtf.rename_dimension(keys, self._keys_length_dim.name, length_dim.name)
+    return keys
 
   def compute_q(self, x):
-    self._keys = self._layer.convolve(
-        self._context, self._params.compute_shared(x), "k", self._context.length_dim)
-    return self._params.queries_from_keys(self._keys)
+    return self._params.queries_from_keys(
+        self._shared_keys(x, self._context.length_dim))
 
   def compute_k(self, m):
-    if self._context.mode == "incremental":
-      return self._keys  # one position, no length dimension
-    return self._layer.rename_length_to_memory_length(self._keys, self._context)
+    return self._shared_keys(m, self._layer.memory_length(self._context))
 
 
 @gin.configurable(module="primer_mtf")

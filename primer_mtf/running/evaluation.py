@@ -13,7 +13,6 @@ import math
 import os
 
 import gin
-import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import utils as mtf_utils
 import seqio
 import tensorflow.compat.v1 as tf
@@ -111,15 +110,8 @@ def evaluate(model_dir, split="validation", max_batches=100):
   steps_to_eval = checkpoint_steps(model_dir)
   if not steps_to_eval:
     raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
-  sequence_length = gin.query_parameter("utils.run.sequence_length")
-  if isinstance(sequence_length, int):
-    sequence_length = {"inputs": sequence_length, "targets": sequence_length}
-  batch_size = gin.query_parameter("utils.run.batch_size")
-  if not isinstance(batch_size, int):
-    batch_size = mtf_utils.compute_batch_size(
-        sequence_length, configs.mesh_shape(),
-        mtf.convert_to_layout_rules(
-            gin.query_parameter("utils.run.layout_rules")), batch_size)
+  sequence_length = configs.sequence_length()
+  batch_size = configs.batch_sequences()
   task = corpus_task()
   steps = count_batches(task, sequence_length, batch_size, split, max_batches)
   with gin.unlock_config():

@@ -1,0 +1,110 @@
+"""The mtf graph a run would build, for counting and layout checks: no lowering, no values.
+
+The parsed gin configuration builds its model exactly as ``utils.run`` would
+(``utils.build_model`` and one forward pass with the loss) into a throwaway graph.
+Nothing is lowered and no session runs, so variables take no memory and even the
+32B model builds in seconds. Whatever layers the gin files name, their variables,
+tensors and matmuls are then here to count: a new layer needs no planner edit.
+"""
+
+import dataclasses
+
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer
+from mesh_tensorflow.transformer import utils as mtf_utils
+import tensorflow.compat.v1 as tf
+
+from primer_mtf import configs
+from primer_mtf.errors import UsageError
+
+_F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
+
+
+@dataclasses.dataclass
+class ModelGraph:
+  """A built model: its mtf graph, the model object and the batch it was built for."""
+  graph: mtf.Graph
+  model: object          # transformer.Unitransformer or Bitransformer
+  batch: int
+  length: int
+
+  @property
+  def variables(self):
+    """The trainable variables, in creation order."""
+    return self.graph.trainable_variables
+
+  def parameters(self):
+    return sum(v.shape.size for v in self.variables)
+
+  def dimensions(self):
+    """Every (name, size) of a dimension of any tensor or variable in the graph."""
+    found = set()
+    for op in self.graph.operations:
+      for t in op.outputs:
+        found.update((d.name, d.size) for d in t.shape.dims)
+    return found
+
+  def forward_matmul_flops(self):
+    """FLOPs of the forward pass's contractions (einsums that reduce a dimension).
+
+    Each costs 2 x the product of all its dimensions. Left out, as the paper's
+    6N-style counts leave them out: elementwise products (mtf writes them as
+    einsums that reduce nothing: norms, the convolution's taps) and lookups (mtf
+    gathers embeddings and relative-position buckets as one-hot einsums).
+    """
+    flops = 0
+    for op in self.graph.operations:
+      if not isinstance(op, mtf.EinsumOperation) or any(
+          isinstance(t.operation, mtf.OneHotOperation) for t in op.inputs):
+        continue
+      dims = set()
+      for t in op.inputs:
+        dims.update(t.shape.dims)
+      if dims - set(op.outputs[0].shape.dims):
+        flops += 2 * mtf.Shape(sorted(dims, key=lambda d: d.name)).size
+    return flops
+
+
+def build(vocab_size, batch=None, length=None):
+  """Builds the parsed gin configuration's model at its batch and target length.
+
+  ``vocab_size`` is the vocabulary before mtf pads it to a multiple of 128.
+  """
+  model_type = configs.query("utils.run.model_type", "bitransformer")
+  if model_type not in ("lm", "bitransformer"):
+    raise UsageError(f"planning covers model_type 'lm' and 'bitransformer', not "
+                     f"{model_type!r}")
+  batch = batch or configs.batch_sequences()
+  length = length or configs.sequence_length()["targets"]
+  with tf.Graph().as_default():
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "planning_mesh")
+    shape = mtf.Shape([mtf.Dimension("batch", batch), mtf.Dimension("length", length)])
+    ids = mtf.zeros(mesh, shape, tf.int32)
+    model = mtf_utils.build_model(model_type, vocab_size, vocab_size,
+                                  configs.layout_rules(), configs.mesh_shape())
+    inputs = transformer.autoregressive_inputs(ids) if model_type == "lm" else ids
+    model.call_simple(inputs=inputs, targets=ids, compute_loss=True,
+                      variable_dtype=_F32)
+  return ModelGraph(graph, model, batch, length)
+
+
+def layout_errors(dimensions, mesh_shape, rules):
+  """One message for each (name, size) that its layout rule cannot split evenly."""
+  errors = []
+  for name, size in sorted(dimensions):
+    axis = rules.tensor_dimension_to_mesh_axis(mtf.Dimension(name, size), mesh_shape)
+    if axis is not None and size % mesh_shape.dims[axis].size:
+      m = mesh_shape.dims[axis]
+      errors.append(f"{name}={size} does not divide over mesh dimension "
+                    f"{m.name}:{m.size}; choose a mesh whose {m.name} size divides "
+                    f"{size}, or change the size")
+  return errors
+
+
+def check_layout(vocab_size):
+  """Fails with one line where a sharded dimension of the run's model does not divide."""
+  errors = layout_errors(build(vocab_size).dimensions(), configs.mesh_shape(),
+                         configs.layout_rules())
+  if errors:
+    raise UsageError(errors[0])

@@ -1,0 +1,120 @@
+"""A run: its record, the rule that a model_dir is resumed and never re-purposed, and
+the train and eval flows that the ``primer-mtf`` command dispatches to.
+
+A run is gin files plus bindings, exactly what ``t5_mesh_transformer`` would be
+given; the record (``primer_mtf_run.json``) keeps the flags that chose them, so
+eval and a restart rebuild the same model. Training is mesh-tensorflow's
+``utils.run``, the function T5's binary calls.
+"""
+
+import json
+import os
+import sys
+
+import tensorflow.compat.v1 as tf
+
+from primer_mtf import configs
+from primer_mtf.data import corpus as corpus_lib
+from primer_mtf.errors import UsageError
+from primer_mtf.planning import model_graph
+
+RUN_RECORD = "primer_mtf_run.json"
+# Settings that define the model and data; a resumed run must not change them.
+IDENTITY = ("model", "size", "corpus", "vocab_size", "vocabulary", "gin_file")
+
+
+def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
+                tfds_data_dir=None, gin_file=(), gin_param=()):
+  """The record of a run: every flag that chose its gin files and bindings."""
+  return {"model": model, "size": size, "mesh": mesh,
+          "corpus": corpus_lib.canonical_name(corpus),
+          "vocab_size": vocab_size, "vocabulary": vocabulary,
+          "tfds_data_dir": tfds_data_dir,
+          "gin_file": [os.path.abspath(f) for f in gin_file],
+          "gin_param": list(gin_param)}
+
+
+def read(model_dir):
+  """The record in ``model_dir``, or None where there is none."""
+  path = os.path.join(model_dir, RUN_RECORD)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write(model_dir, record):
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, RUN_RECORD), "w") as f:
+    json.dump(record, f, indent=1)
+
+
+def check_resume(model_dir, record):
+  """True if ``model_dir`` holds this run; fails if it holds another one."""
+  old = read(model_dir)
+  if old is None:
+    if tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
+      raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
+                       "write; use a new --model_dir")
+    return False
+  changed = [k for k in IDENTITY if old.get(k) != record.get(k)]
+  if changed:
+    k = changed[0]
+    raise UsageError(f"{model_dir} holds a run with {k}={old.get(k)!r}, not "
+                     f"{record.get(k)!r}; resume it with the same settings or use "
+                     "a new --model_dir")
+  return True
+
+
+def corpus_bindings(record):
+  """The ``corpus_task`` bindings of a record (its corpus name is canonical)."""
+  bindings = [f"corpus_task.corpus = {record['corpus']!r}",
+              f"corpus_task.vocab_size = {record['vocab_size']}"]
+  if record.get("vocabulary"):
+    path = os.path.abspath(record["vocabulary"])
+    bindings.append(f"corpus_task.vocabulary = {path!r}")
+  if record.get("tfds_data_dir"):
+    bindings.append(f"corpus_task.tfds_data_dir = {record['tfds_data_dir']!r}")
+  return bindings
+
+
+def parse(record, extra_params=()):
+  """Parses a run's gin configuration and checks that its layout divides."""
+  configs.parse(record["model"], record["size"], record["mesh"], record["gin_file"],
+                corpus_bindings(record) + list(record["gin_param"]) +
+                list(extra_params))
+  model_graph.check_layout(record["vocab_size"])
+
+
+def _run_mtf(model_dir, **kwargs):
+  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+  mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
+                model_dir=model_dir, **kwargs)
+
+
+def train(model_dir, record):
+  """Trains (or resumes) the run; nothing is written before every check passed."""
+  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+  resuming = check_resume(model_dir, record)
+  parse(record)
+  task = corpus_task()  # loads the corpus and vocabulary: fails before any write
+  write(model_dir, record)
+  if resuming:
+    ckpt = tf.train.latest_checkpoint(model_dir)
+    print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
+  print(f"[train] task {task}", file=sys.stderr)
+  _run_mtf(model_dir)
+
+
+def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
+             max_batches=100):
+  """Perplexity eval of every checkpoint of the run in ``model_dir``."""
+  from primer_mtf.running import evaluation  # pylint: disable=g-import-not-at-top
+  record = read(model_dir)
+  if record is None:
+    raise UsageError(f"{model_dir} is not a primer-mtf run (no {RUN_RECORD}); "
+                     "train one with `primer-mtf train --model_dir DIR`")
+  if mesh:
+    record["mesh"] = mesh
+  parse(record, gin_params)
+  return evaluation.evaluate(model_dir, split, max_batches)
