@@ -121,9 +121,12 @@ def vocab(args):
 
 
 def main(argv=None):
+  """The command; ``argv=None`` is a real command line (its stderr is filtered)."""
   args = parser().parse_args(argv)
-  import primer_mtf  # pylint: disable=g-import-not-at-top,unused-import
+  from primer_mtf import quiet  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  if argv is None:
+    quiet.filter_native_stderr()
   _set_verbosity(args.verbose)
   try:
     return {"train": train, "eval": evaluate, "plan": plan,

@@ -1,25 +1,32 @@
-"""A quiet start: TensorFlow's start-up noise is dropped, everything else shows.
+"""A quiet command line: TensorFlow's noise is dropped, everything else shows.
 
-Importing TensorFlow makes its C++ runtime write lines that ask nothing of the
-user (cuDNN/cuFFT/cuBLAS factory registration on a CPU-only machine, TensorRT
-absent, CPU-feature notes) straight to file descriptor 2, below Python. While the
-package imports the stack, fd 2 goes to a temporary file; the lines are then
-written on, less the known noise. Real warnings and errors pass. ``-v`` on the
-command line, or ``PRIMER_MTF_VERBOSE=1``, keeps everything, TF's INFO lines too.
+TensorFlow's C++ runtime writes lines that ask nothing of the user straight to
+file descriptor 2, below Python: at import (cuDNN/cuFFT/cuBLAS factory
+registration on a CPU-only machine, TensorRT absent, CPU-feature notes) and, on
+CPU, mesh-tensorflow's ``tf.Print`` of ``step, tf_loss`` at every step. While the
+package imports the stack, fd 2 goes to a temporary file whose lines are then
+written on, less the known noise; the ``primer-mtf`` command also filters fd 2
+for the rest of its run. Real warnings and errors pass. ``-v`` on the command
+line, or ``PRIMER_MTF_VERBOSE=1``, keeps everything, TF's INFO lines too.
 """
 
+import atexit
 import contextlib
 import os
 import re
 import sys
 import tempfile
+import threading
 
 NOISE = re.compile(
     rb"Unable to register cu(DNN|FFT|BLAS) factory"
     rb"|TF-TRT Warning: Could not find TensorRT"
     rb"|This TensorFlow binary is optimized to use available CPU instructions"
     rb"|To enable the following instructions: .* rebuild TensorFlow"
-    rb"|oneDNN custom operations are on")
+    rb"|oneDNN custom operations are on"
+    rb"|^step, tf_loss\["
+    # seqio's advice for in-memory sources; ours shuffle documents themselves
+    rb"|Using an uncached FunctionDataset for training is not recommended")
 
 
 def verbose():
@@ -54,3 +61,34 @@ def native_stderr_filtered(noise=NOISE):
       kept = b"".join(line for line in capture if not noise.search(line))
       if kept:
         os.write(2, kept)
+
+
+def filter_native_stderr(noise=NOISE):
+  """Drops lines matching ``noise`` from all that fd 2 gets until the process ends.
+
+  A pipe takes fd 2's place; a thread passes its lines on to the real stderr.
+  """
+  if verbose():
+    return
+  sys.stderr.flush()
+  read_end, write_end = os.pipe()
+  to_stderr, original = os.dup(2), os.dup(2)
+  os.dup2(write_end, 2)
+  os.close(write_end)
+
+  def pump():
+    with os.fdopen(read_end, "rb") as pipe, os.fdopen(to_stderr, "wb", 0) as out:
+      for line in pipe:
+        if not noise.search(line):
+          out.write(line)
+
+  thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+  thread.start()
+
+  def restore():
+    sys.stderr.flush()
+    os.dup2(original, 2)   # the pipe's last write end closes: the pump drains, ends
+    os.close(original)
+    thread.join(timeout=10)
+
+  atexit.register(restore)
