@@ -123,3 +123,12 @@ def test_first_training_batch_draws_from_the_whole_ordered_corpus(tmp_path):
                  for m in re.findall(r"\bw(\d{4})\b", vocab.decode(ids.tolist()))})
   assert len(seen) >= 10
   assert seen[0] < n // 4 and seen[-1] >= 3 * n // 4, seen
+
+
+def test_a_tfds_corpus_is_one_line_of_the_table(monkeypatch, tmp_path):
+  """The README's example for contributors: one TFDS_CORPORA line, nothing else."""
+  monkeypatch.setitem(corpus.TFDS_CORPORA, "wiki40b", corpus.TfdsCorpus(
+      "wiki40b/en:1.3.0", {"train": "train", "validation": "validation"}))
+  assert corpus.canonical_name("wiki40b") == "wiki40b"
+  with pytest.raises(UsageError, match="wiki40b/en:1.3.0 is not prepared under"):
+    tasks.corpus_task(corpus="wiki40b", tfds_data_dir=str(tmp_path))

@@ -55,7 +55,6 @@ TFDS_CORPORA = {
     "pg19": TfdsCorpus("pg19:0.1.1", {"train": "train", "validation": "validation"},
                        "book_text"),
 }
-NAMED = (EMBEDDED,) + tuple(TFDS_CORPORA)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Corpus:
 
 def canonical_name(value):
   """The name a run records for a ``--corpus`` value: local paths made absolute."""
-  return value if value in NAMED else os.path.abspath(value)
+  return value if value == EMBEDDED or value in TFDS_CORPORA else os.path.abspath(value)
 
 
 def resolve(value, tfds_data_dir=None):
