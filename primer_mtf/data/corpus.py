@@ -21,6 +21,7 @@ not trained from its first document to its last. Evaluation reads in corpus orde
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -81,8 +82,11 @@ def canonical_name(value):
   return value if value == EMBEDDED or value in TFDS_CORPORA else os.path.abspath(value)
 
 
+@functools.lru_cache(maxsize=None)
 def resolve(value, tfds_data_dir=None):
-  """Resolves a ``--corpus`` value once; bad input raises a one-line UsageError."""
+  """Resolves a ``--corpus`` value, once a process (training, eval and the
+  vocabulary all name the task through it); bad input raises a one-line
+  UsageError."""
   name = canonical_name(value)
   if name in TFDS_CORPORA:
     return _tfds_corpus(name, tfds_data_dir)
