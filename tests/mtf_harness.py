@@ -1,6 +1,6 @@
 """Builds small decoder-only LMs from the project's gin model files, in the style of
 mesh-tensorflow's transformer_layers_test: numpy in, numpy out, on a placement
-mesh of virtual CPU devices.
+mesh of virtual CPU devices. Also runs the depthwise conv alone on a mesh.
 """
 import gin
 import mesh_tensorflow as mtf
@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
+from primer_mtf.layers import dconv
 
 SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "d_kv": 8, "d_ff": 64,
          "d_ff_gated": 42}
@@ -22,6 +23,37 @@ def configure(model, extra=()):
   bindings = [f"{k} = {v}" for k, v in SMALL.items()]
   bindings += ["dropout_rate = 0.0", "Unitransformer.max_length = 64"]
   configs.parse(model, "tiny", "cpu", gin_params=bindings + list(extra))
+
+
+def run_mtf_dconv(x, taps, segments, order=("batch", "length", "heads", "d_kv"),
+                  causal=True):
+  """Runs dconv on a mesh, with x's dimensions in the given order.
+
+  ``x`` is [batch, length, heads, d_kv], ``taps`` [k, heads, d_kv], ``segments``
+  [batch, length] or None; returns y as [batch, length, heads, d_kv].
+  """
+  with tf.Graph().as_default():
+    return _run_mtf_dconv(x, taps, segments, order, causal)
+
+
+def _run_mtf_dconv(x, taps, segments, order, causal):
+  graph = mtf.Graph()
+  mesh = mtf.Mesh(graph, "mesh")
+  sizes = dict(zip(("batch", "length", "heads", "d_kv"), x.shape))
+  dims = {n: mtf.Dimension(n, sizes[n]) for n in sizes}
+  perm = [("batch", "length", "heads", "d_kv").index(n) for n in order]
+  mx = mtf.import_tf_tensor(mesh, tf.constant(np.transpose(x, perm)),
+                            mtf.Shape([dims[n] for n in order]))
+  mtaps = [mtf.import_tf_tensor(mesh, tf.constant(t), mtf.Shape([dims["heads"], dims["d_kv"]]))
+           for t in taps]
+  mseg = None if segments is None else mtf.import_tf_tensor(
+      mesh, tf.constant(segments), mtf.Shape([dims["batch"], dims["length"]]))
+  y = dconv.depthwise_conv(mx, mtaps, "length", mseg, causal)
+  y = mtf.transpose(y, mtf.Shape([dims[n] for n in ("batch", "length", "heads", "d_kv")]))
+  impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
+  lowering = mtf.Lowering(graph, {mesh: impl})
+  with tf.Session() as sess:
+    return sess.run(lowering.export_to_tf_tensor(y))
 
 
 def _in_new_graph(method):
@@ -144,6 +176,22 @@ class LM:
     _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
     self._forward(self._model(), mesh, targets, None, None)
     return [v.name for v in graph.trainable_variables]
+
+  @_in_new_graph
+  def initial_values(self, length=8):
+    """{variable name: numpy value} of every variable as its initializer sets it.
+
+    Builds the model and runs the graph's variable initializers; the
+    ``random_scale`` redraw is not applied here.
+    """
+    graph, mesh = self._setup(2, length)
+    _, targets = self._import(mesh, np.zeros((2, length), np.int32), "targets")
+    self._forward(self._model(), mesh, targets, None, None)
+    variables = graph.all_variables
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      values = sess.run([v.get_master() for v in variables])
+    return {v.name: value for v, value in zip(variables, values)}
 
   @_in_new_graph
   def greedy_and_teacher_forced(self, prompts):

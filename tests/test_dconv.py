@@ -1,11 +1,12 @@
-"""The causal depthwise convolution against a numpy reference."""
-import mesh_tensorflow as mtf
+"""The depthwise convolution against numpy references: causal (decoders) and
+centred (encoders). Small graphs of the conv alone, no model."""
 import numpy as np
 import pytest
-import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.layers import dconv
+
+from mtf_harness import run_mtf_dconv
 
 
 def numpy_dconv(x, taps, segments):
@@ -20,31 +21,15 @@ def numpy_dconv(x, taps, segments):
   return y
 
 
-def run_mtf_dconv(x, taps, segments, order=("batch", "length", "heads", "d_kv"),
-                  causal=True):
-  """Runs dconv on a mesh, with x's dimensions in the given order."""
-  with tf.Graph().as_default():
-    return _run_mtf_dconv(x, taps, segments, order, causal)
-
-
-def _run_mtf_dconv(x, taps, segments, order, causal):
-  graph = mtf.Graph()
-  mesh = mtf.Mesh(graph, "mesh")
-  sizes = dict(zip(("batch", "length", "heads", "d_kv"), x.shape))
-  dims = {n: mtf.Dimension(n, sizes[n]) for n in sizes}
-  perm = [("batch", "length", "heads", "d_kv").index(n) for n in order]
-  mx = mtf.import_tf_tensor(mesh, tf.constant(np.transpose(x, perm)),
-                            mtf.Shape([dims[n] for n in order]))
-  mtaps = [mtf.import_tf_tensor(mesh, tf.constant(t), mtf.Shape([dims["heads"], dims["d_kv"]]))
-           for t in taps]
-  mseg = None if segments is None else mtf.import_tf_tensor(
-      mesh, tf.constant(segments), mtf.Shape([dims["batch"], dims["length"]]))
-  y = dconv.depthwise_conv(mx, mtaps, "length", mseg, causal)
-  y = mtf.transpose(y, mtf.Shape([dims[n] for n in ("batch", "length", "heads", "d_kv")]))
-  impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
-  lowering = mtf.Lowering(graph, {mesh: impl})
-  with tf.Session() as sess:
-    return sess.run(lowering.export_to_tf_tensor(y))
+def numpy_centred_dconv(x, taps):
+  """y[t] = taps[0] x[t+1] + taps[1] x[t] + taps[2] x[t-1] (k=3), zero outside."""
+  length = x.shape[1]
+  y = np.zeros_like(x)
+  for t in range(length):
+    for tap, offset in zip(taps, dconv.offsets(len(taps), causal=False)):
+      if 0 <= t - offset < length:
+        y[:, t] += tap * x[:, t - offset]
+  return y
 
 
 @pytest.mark.parametrize("kernel_size", [1, 2, 3, 5])
@@ -79,3 +64,33 @@ def test_length_axis_is_chosen_by_name_not_position(order):
 def test_initial_taps_are_the_authors_constants():
   assert dconv.tap_initial_values(3) == [0.5, 0.5 / 3, 0.5 / 3]
   assert dconv.tap_initial_values(1) == [0.5]
+
+
+@pytest.mark.parametrize("causal, reads", [(True, [-2, -1, 0]), (False, [-1, 0, 1])])
+def test_which_positions_the_conv_reads(causal, reads):
+  """An impulse at position 5 shows each output's receptive field."""
+  x = np.zeros((1, 11, 1, 1), np.float32)
+  x[0, 5] = 1.0
+  taps = np.ones((3, 1, 1), np.float32)
+  y = run_mtf_dconv(x, taps, None, causal=causal)
+  # y[t] reads x[t + r] for r in reads, so the impulse lands at t = 5 - r
+  assert sorted(np.nonzero(y[0, :, 0, 0])[0].tolist()) == sorted(5 - r for r in reads)
+
+
+def test_centred_conv_matches_numpy_and_masks_segments():
+  rng = np.random.RandomState(0)
+  x = rng.randn(2, 9, 2, 3).astype(np.float32)
+  taps = rng.randn(3, 2, 3).astype(np.float32)
+  np.testing.assert_allclose(run_mtf_dconv(x, taps, None, causal=False),
+                             numpy_centred_dconv(x, taps), rtol=1e-5, atol=1e-5)
+  # two packed examples: positions 0-3 and 4-8 never read each other
+  segments = np.array([[1] * 4 + [2] * 5] * 2, np.int32)
+  y = run_mtf_dconv(x, taps, segments, causal=False)
+  np.testing.assert_allclose(y[:, :4], numpy_centred_dconv(x[:, :4], taps), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(y[:, 4:], numpy_centred_dconv(x[:, 4:], taps), rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_centred_taps_put_one_half_on_the_current_token():
+  assert dconv.tap_initial_values(3, causal=False) == [0.5 / 3, 0.5, 0.5 / 3]

@@ -8,12 +8,15 @@ from mesh_tensorflow.transformer import utils as mtf_utils
 from mesh_tensorflow import ops_with_redefined_builtins
 import numpy as np
 import pytest
+import tensorflow.compat.v1 as tf
 
 import primer_mtf
 from primer_mtf import configs
 from primer_mtf.layers import mdha
 
 from mtf_harness import LM, SMALL, VOCAB, configure
+
+pytestmark = pytest.mark.graph
 
 MODELS = configs.decoder_only_models()
 DECODER_MODELS = ["primer_ez", "primer", "mdha"]
@@ -46,12 +49,32 @@ def test_parameter_count_is_analytic(model):
   assert LM().count_parameters() == analytic_parameters(model)
 
 
+SQUARED_RELU_ALIASES = ("relu2", "relu_squared", "squared-relu", "srelu")
+
+
+def _run_activations(names, x):
+  """Each named activation, looked up as mtf.layers.dense_product does (getattr
+  on mesh_tensorflow.ops_with_redefined_builtins), applied to x on a mesh."""
+  with tf.Graph().as_default():
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "mesh")
+    dims = [mtf.Dimension("batch", x.shape[0]), mtf.Dimension("d_ff", x.shape[1])]
+    mx = mtf.import_tf_tensor(mesh, tf.constant(x), mtf.Shape(dims))
+    ys = [getattr(ops_with_redefined_builtins, name)(mx) for name in names]
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
+    lowering = mtf.Lowering(graph, {mesh: impl})
+    with tf.Session() as sess:
+      return sess.run([lowering.export_to_tf_tensor(y) for y in ys])
+
+
 def test_squared_relu_names_all_select_mtf_squared_relu():
-  for name in ("squared_relu", "relu2", "relu_squared", "squared-relu", "srelu"):
+  for name in SQUARED_RELU_ALIASES:
     assert getattr(mtf, name) is mtf.squared_relu
     assert getattr(ops_with_redefined_builtins, name) is mtf.squared_relu
-  x = np.linspace(-2, 2, 9).astype(np.float32)
-  np.testing.assert_allclose(np.maximum(x, 0) ** 2, [max(v, 0) ** 2 for v in x])
+  x = np.linspace(-2, 2, 18).reshape(2, 9).astype(np.float32)
+  expected = np.maximum(x, 0) ** 2
+  for name, got in zip(SQUARED_RELU_ALIASES, _run_activations(SQUARED_RELU_ALIASES, x)):
+    np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("alias", ["relu2", "squared-relu"])
@@ -68,6 +91,20 @@ def test_mdha_is_importable_and_its_taps_are_constant_initialised():
   configure("primer_ez")
   layer = primer_mtf.MDHA(num_heads=4, key_value_size=8)
   assert layer.kernel_size == 3 and layer.share_qk_rep is False
+  # the built model's tap variables, as their initializers set them (no redraw)
+  taps = {n: v for n, v in LM().initial_values().items() if "_dconv_tap" in n}
+  expected = {"tap0": 0.5, "tap1": 0.5 / 3, "tap2": 0.5 / 3}
+  per_layer = {}
+  for name, value in taps.items():
+    layer_name, conv = name.rsplit("/", 1)          # .../MDHA, q_dconv_tap0
+    projection, tap = conv.split("_dconv_")
+    per_layer.setdefault(layer_name, set()).add((projection, tap))
+    assert value.shape == (SMALL["num_heads"], SMALL["d_kv"]), name  # per channel
+    np.testing.assert_array_equal(value, np.full(value.shape, expected[tap],
+                                                 np.float32), err_msg=name)
+  assert len(per_layer) == SMALL["num_layers"], sorted(per_layer)
+  for layer_name, convs in per_layer.items():  # 3 convs x 3 taps in every layer
+    assert convs == {(p, t) for p in "qkv" for t in expected}, layer_name
 
 
 @pytest.mark.parametrize("model", MODELS)
