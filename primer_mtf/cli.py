@@ -2,13 +2,13 @@
 
 What the commands do lives with their role: runs in ``running/runs.py``, eval in
 ``running/evaluation.py``, plans in ``planning/planner.py``, vocabularies in
-``data/``. TensorFlow is imported only after the arguments parse, so a usage error
-is instant.
+``data/``.
 """
 
 import argparse
 import json
 import sys
+
 
 def _add_run_flags(p, required_model_dir=True):
   p.add_argument("--model_dir", required=required_model_dir,
