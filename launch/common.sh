@@ -1,4 +1,4 @@
-# Shared by the launch scripts: flags, dry runs, gin look-ups and the plan check.
+# Shared by the launch scripts: one flag parser, dry runs and the plan check.
 # shellcheck shell=bash
 # The flag variables are read by the scripts that source this file:
 # shellcheck disable=SC2034
@@ -17,10 +17,6 @@ run_cmd() {  # prints the command under --dry_run, runs it otherwise
   fi
 }
 
-gin_value() {  # FILE KEY: the quoted value bound to KEY in FILE, or nothing
-  sed -n "s/^$2 = \"\\(.*\\)\"\$/\\1/p" "$1" | tail -n 1
-}
-
 python_bin() {
   if [ -n "${PRIMER_MTF_PYTHON:-}" ]; then echo "$PRIMER_MTF_PYTHON"
   elif [ -x .venv/bin/python ]; then echo .venv/bin/python
@@ -28,41 +24,51 @@ python_bin() {
   fi
 }
 
-model=primer size=tiny mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" model_dir=""
-train_steps="" vocabulary="" accelerator=""
 gin_params=()
-rest=()
-parse_common_flags() {  # sets the variables above; other flags go to "rest"
+parse_flags() {  # NAME... -- ARG...: each --NAME VALUE sets the variable NAME
+  # Every script also takes --gin_param BINDING (repeatable) and --dry_run. A
+  # script sets its defaults before the call; any other flag stops it with one line.
+  local names=() flag
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do names+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
   while [ $# -gt 0 ]; do
     case "$1" in
-      --model) model="$2"; shift 2 ;;
-      --size) size="$2"; shift 2 ;;
-      --mesh) mesh="$2"; shift 2 ;;
-      --model_dir) model_dir="$2"; shift 2 ;;
-      --bucket) bucket="$2"; shift 2 ;;
-      --run) run="$2"; shift 2 ;;
-      --corpus) corpus="$2"; shift 2 ;;
-      --tfds_data_dir) tfds_data_dir="$2"; shift 2 ;;
-      --train_steps) train_steps="$2"; shift 2 ;;
-      --vocabulary) vocabulary="$2"; shift 2 ;;
-      --accelerator) accelerator="$2"; shift 2 ;;
-      --gin_param) gin_params+=("$2"); shift 2 ;;
-      --dry_run) dry_run=1; shift ;;
-      *) rest+=("$1"); shift ;;
+      --dry_run) dry_run=1; shift; continue ;;
+      --gin_param) [ $# -ge 2 ] || die "--gin_param needs a value"
+        gin_params+=("$2"); shift 2; continue ;;
     esac
+    flag="${1#--}"
+    if [ "$flag" = "$1" ] || [[ " ${names[*]} " != *" $flag "* ]]; then
+      die "unknown flag $1; it takes ${names[*]/#/--} --gin_param --dry_run"
+    fi
+    [ $# -ge 2 ] || die "$1 needs a value"
+    printf -v "$flag" '%s' "$2"
+    shift 2
   done
-  [ -n "$mesh" ] || die "--mesh MESH is required; see gin/meshes/"
 }
 
-no_other_flags() {  # for scripts that take only the common flags
-  [ ${#rest[@]} -eq 0 ] || die "unknown flag ${rest[0]}"
-}
-
-check_plan() {  # the planner's verdict on (model, size, mesh), before anything runs
-  local out params=()
+# The plan of (model, size, mesh) from `primer-mtf plan --json`: the facts the
+# scripts need about a mesh, and whether the layout divides and fits.
+plan_json="" plan_error="" plan_topology="" plan_cores="" plan_accelerator=""
+read_plan() {  # MODEL SIZE MESH: runs the planner once; stops only if it gave no plan
+  local err p params=()
   for p in "${gin_params[@]+"${gin_params[@]}"}"; do params+=(--gin_param "$p"); done
-  if ! out=$("$(python_bin)" -m primer_mtf plan --model "$model" --size "$size" \
-      --mesh "$mesh" "${params[@]+"${params[@]}"}" 2>&1 >/dev/null); then
-    die "plan check failed: $(printf '%s\n' "$out" | grep 'primer-mtf: error:' | tail -n 1 | sed 's/^primer-mtf: error: //')"
-  fi
+  err=$(mktemp)
+  plan_json=$("$(python_bin)" -m primer_mtf plan --json --model "$1" \
+    --size "$2" --mesh "$3" "${params[@]+"${params[@]}"}" 2>"$err") || true
+  plan_error=$(sed -n 's/^primer-mtf: error: //p' "$err" | tail -n 1)
+  rm -f "$err"
+  [ -n "$plan_json" ] || die "plan check failed: ${plan_error:-primer-mtf plan gave no plan}"
+  plan_topology=$(plan_field tpu_topology)
+  plan_cores=$(plan_field cores)
+  plan_accelerator=$(plan_field accelerator)
+}
+
+plan_field() {  # KEY: a field of the plan's JSON ("" for null)
+  printf '%s' "$plan_json" | "$(python_bin)" -c \
+    'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$1"
+}
+
+check_plan() {  # the planner's verdict: one line and exit 2 where it does not divide or fit
+  [ -z "$plan_error" ] || die "plan check failed: $plan_error"
 }

@@ -15,17 +15,16 @@ source launch/common.sh
 
 [ $# -ge 1 ] || die "give a command: train or eval"
 command="$1"; shift
-parse_common_flags "$@"
-no_other_flags
 case "$command" in train|eval) ;; *) die "unknown command '$command'; use train or eval" ;; esac
+model=primer size=tiny mesh="" model_dir="" corpus=c4 tfds_data_dir="" train_steps="" vocabulary=""
+parse_flags model size mesh model_dir corpus tfds_data_dir train_steps vocabulary -- "$@"
+[ -n "$mesh" ] || die "--mesh MESH is required; see gin/meshes/"
 [ -n "$model_dir" ] || die "--model_dir DIR is required"
-mesh_file="gin/meshes/$mesh.gin"
-[ -f "$mesh_file" ] || die "unknown --mesh '$mesh'; see gin/meshes/"
-devices=$(grep -o '"gpu:[0-9]*"' "$mesh_file" | wc -l)
-[ "$devices" -gt 0 ] || die "mesh '$mesh' is not a GPU mesh; see gin/meshes/gpu_*.gin"
+read_plan "$model" "$size" "$mesh"
+case "$plan_accelerator" in gpu*) ;; *) die "mesh '$mesh' is not a GPU mesh; see gin/meshes/gpu_*.gin" ;; esac
 if [ "$dry_run" = 0 ]; then
   have=$(nvidia-smi --list-gpus 2>/dev/null | wc -l || true)
-  [ "$have" -ge "$devices" ] || die "mesh '$mesh' needs $devices GPUs, this host has $have"
+  [ "$have" -ge "$plan_cores" ] || die "mesh '$mesh' needs $plan_cores GPUs, this host has $have"
 fi
 check_plan
 

@@ -9,13 +9,11 @@ cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-corpus=kjv
-args=("$@")
-[[ " ${args[*]} " == *" --mesh "* ]] || args+=(--mesh cpu)
-parse_common_flags "${args[@]}"
-no_other_flags
+model=primer size=tiny mesh=cpu corpus=kjv model_dir="" train_steps=""
+parse_flags model size mesh corpus model_dir train_steps -- "$@"
 [ -n "$model_dir" ] || die "--model_dir DIR is required"
-case "$mesh" in cpu*) ;; *) die "mesh '$mesh' is not a CPU mesh; use launch/tpu.sh or launch/gpu.sh" ;; esac
+read_plan "$model" "$size" "$mesh"
+[ "$plan_accelerator" = cpu ] || die "mesh '$mesh' is not a CPU mesh; use launch/tpu.sh or launch/gpu.sh"
 check_plan
 
 train=(--model_dir "$model_dir" --model "$model" --size "$size" --mesh "$mesh" --corpus "$corpus")

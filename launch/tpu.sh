@@ -7,7 +7,7 @@
 #       --bucket gs://BUCKET [--model primer] [--size xl] [--run RUN] [--dry_run]
 #
 # COMMAND: create | install | train | eval | finetune | delete
-#   create    create the slice the mesh needs (accelerator type from gin/meshes/MESH.gin)
+#   create    create the slice the mesh needs (its topology from primer-mtf plan)
 #   install   copy this checkout to every worker and run launch/install.sh there
 #   train     train MODEL at SIZE on MESH; model dir gs://BUCKET/runs/RUN
 #   eval      continuous perplexity eval of that model dir (gin/eval/perplexity.gin)
@@ -27,32 +27,23 @@ source launch/common.sh
 
 [ $# -ge 1 ] || die "give a command: create, install, train, eval, finetune or delete"
 command="$1"; shift
-name="" zone="" project="" runtime="" init_checkpoint=""
-parse_common_flags "$@"
-set -- "${rest[@]+"${rest[@]}"}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --name) name="$2"; shift 2 ;;
-    --zone) zone="$2"; shift 2 ;;
-    --project) project="$2"; shift 2 ;;
-    --runtime) runtime="$2"; shift 2 ;;
-    --init_checkpoint) init_checkpoint="$2"; shift 2 ;;
-    *) die "unknown flag $1" ;;
-  esac
-done
-
 case "$command" in create|install|train|eval|finetune|delete) ;;
   *) die "unknown command '$command'; use create, install, train, eval, finetune or delete" ;;
 esac
+model=primer size=tiny mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" train_steps=""
+vocabulary="" accelerator="" name="" zone="" project="" runtime="" init_checkpoint=""
+parse_flags model size mesh bucket run corpus tfds_data_dir train_steps vocabulary \
+  accelerator name zone project runtime init_checkpoint -- "$@"
+
 [ -n "$name" ] || die "--name NAME (the TPU VM) is required"
 [ -n "$zone" ] || die "--zone ZONE is required"
 [ -n "$project" ] || die "--project PROJECT is required"
 [ -n "$bucket" ] || die "--bucket gs://BUCKET is required: checkpoints and data live there"
 case "$bucket" in gs://?*) ;; *) die "--bucket must be a gs:// path, not '$bucket'" ;; esac
 bucket="${bucket%/}"
-mesh_file="gin/meshes/$mesh.gin"
-[ -f "$mesh_file" ] || die "unknown --mesh '$mesh'; see gin/meshes/"
-topology=$(gin_value "$mesh_file" accelerator.tpu_topology)
+[ -n "$mesh" ] || die "--mesh MESH is required; see gin/meshes/"
+read_plan "$model" "$size" "$mesh"   # the slice comes from the planner, not from gin files
+topology="$plan_topology"
 [ -n "$topology" ] || die "mesh '$mesh' is not a TPU mesh; use launch/gpu.sh or launch/local.sh"
 if [ -n "$accelerator" ] && [ "$accelerator" != "$topology" ]; then
   die "mesh '$mesh' needs a $topology slice, not $accelerator; pick a mesh of $accelerator"

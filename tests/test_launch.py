@@ -1,4 +1,5 @@
 """Launch scripts: shellcheck-clean, exact dry runs, and early refusals."""
+import glob
 import os
 import re
 import shlex
@@ -21,11 +22,17 @@ def launch(script, *args):
                         capture_output=True, text=True, env=ENV, timeout=300)
 
 
+# Tests that run a script past its flags run `primer-mtf plan`, which builds the
+# model's graph: they are in the graph tier.
+graph = pytest.mark.graph
+
+
 def test_scripts_pass_shellcheck():
   shellcheck = shutil.which("shellcheck") or os.path.join(
       os.path.dirname(sys.executable), "shellcheck")
-  scripts = sorted(os.path.join(REPO, "launch", f)
-                   for f in os.listdir(os.path.join(REPO, "launch")) if f.endswith(".sh"))
+  scripts = sorted(glob.glob(os.path.join(REPO, "launch", "*.sh")) +
+                   glob.glob(os.path.join(REPO, "launch", "recipes", "*.sh")))
+  assert len(scripts) == 9
   result = subprocess.run([shellcheck, "-x", *scripts], capture_output=True, text=True,
                           cwd=REPO)
   assert result.returncode == 0, result.stdout
@@ -42,6 +49,7 @@ def _cores(topology):
   return int(n) // (2 if kind == "v4" else 1)  # v4: one megacore device a chip
 
 
+@graph
 @pytest.mark.parametrize("size, mesh", TPU_PAIRS)
 def test_tpu_dry_runs_of_every_recommended_pair(size, mesh):
   plan = planner.plan("primer", size, mesh)
@@ -66,6 +74,7 @@ def _check_remote(result, size, mesh):
   return remote
 
 
+@graph
 def test_tpu_eval_finetune_install_and_delete_dry_runs():
   remote = _check_remote(_tpu("eval", "xl", "v4_32_mp4"), "xl", "v4_32_mp4")
   assert "--gin_file=eval/perplexity.gin" in remote
@@ -79,6 +88,7 @@ def test_tpu_eval_finetune_install_and_delete_dry_runs():
   assert shlex.split(delete.stdout)[-3:] == ["delete", "primer", "--quiet"]
 
 
+@graph
 @pytest.mark.parametrize("args, message", [
     (("--size", "32b", "--mesh", "v3_512_mp16"), "more than the 16 GiB"),
     (("--size", "xl", "--mesh", "v3_32_mp4", "--gin_param", "num_heads = 6"),
@@ -105,6 +115,7 @@ def test_tpu_launch_needs_a_bucket(bucket_args, message):
   assert result.returncode == 2 and message in result.stderr and result.stdout == ""
 
 
+@graph
 def test_gpu_and_local_dry_runs():
   gpu = launch("gpu.sh", "train", "--mesh", "gpu_a100_8_mp4", "--size", "large",
                "--model_dir", "/runs/large", "--dry_run")
@@ -117,6 +128,7 @@ def test_gpu_and_local_dry_runs():
   assert [line.split()[3] for line in local.stdout.splitlines()] == ["train", "eval"]
 
 
+@graph
 def test_paper_recipe_trains_and_evaluates_the_four_models():
   result = subprocess.run(
       ["bash", os.path.join(REPO, "launch", "recipes", "c4_lm.sh"), "--size", "large",
@@ -131,4 +143,28 @@ def test_paper_recipe_trains_and_evaluates_the_four_models():
   for i, remote in enumerate(remotes):
     assert "corpus_task.corpus" in remote and "c4" in remote
     assert ("eval/perplexity.gin" in remote) == (i % 2 == 1)
-    assert "--model_dir=gs://bkt/runs/paper_c4_large_" in remote
+    # the corpus (from c4_lm.sh) and the size, parsed once before the loop
+    assert f"--model_dir=gs://bkt/runs/paper_c4_large_{models[i]} " in remote
+
+
+@pytest.mark.parametrize("script, args", [
+    ("tpu.sh", ("train", "--name", "n", "--zone", "z", "--project", "p",
+                "--bucket", "gs://b", "--mesh", "v3_8", "--zonee", "x")),
+    ("gpu.sh", ("train", "--mesh", "gpu_a100_8", "--model_dir", "/r", "--zonee", "x")),
+    ("local.sh", ("--model_dir", "/r", "--zonee", "x")),
+    ("recipes/c4_lm.sh", ("--size", "large", "--zonee", "x")),
+])
+def test_an_unknown_flag_stops_each_script_before_the_planner(script, args):
+  result = launch(script, *args, "--dry_run")
+  assert result.returncode == 2 and result.stdout == ""
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "unknown flag --zonee" in lines[0], result.stderr
+
+
+@graph
+def test_local_defaults_to_the_one_device_cpu_mesh():
+  local = launch("local.sh", "--model_dir", "/tmp/run", "--dry_run")
+  assert local.returncode == 0, local.stderr
+  train = shlex.split(local.stdout.splitlines()[0])
+  assert train[train.index("--mesh") + 1] == "cpu"
+  assert train[train.index("--corpus") + 1] == "kjv"

@@ -14,11 +14,25 @@
 # another on one slice; evaluation follows each run over all its checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=launch/common.sh
+source launch/common.sh
+
+# shellcheck disable=SC2034  # the flags are read back through ${!flag}
+size=tiny mesh="" corpus=c4 name="" zone="" project="" bucket="" train_steps="" tfds_data_dir="" vocabulary="" accelerator="" runtime=""
+flags=(size mesh corpus name zone project bucket train_steps tfds_data_dir vocabulary
+       accelerator runtime)
+parse_flags "${flags[@]}" -- "$@"
+
+forward=()   # every flag given, for tpu.sh
+for flag in "${flags[@]}"; do
+  [ -z "${!flag}" ] || forward+=("--$flag" "${!flag}")
+done
+for p in "${gin_params[@]+"${gin_params[@]}"}"; do forward+=(--gin_param "$p"); done
+[ "$dry_run" = 0 ] || forward+=(--dry_run)
+
 for model in transformer transformer_plusplus primer_ez primer; do
-  corpus=$(printf '%s\n' "$@" | sed -n '/^--corpus$/{n;p;}' | tail -n 1)
-  size=$(printf '%s\n' "$@" | sed -n '/^--size$/{n;p;}' | tail -n 1)
-  run="paper_${corpus:-c4}_${size:-tiny}_${model}"
-  bash launch/tpu.sh train --model "$model" --run "$run" "$@"
-  bash launch/tpu.sh eval --model "$model" --run "$run" \
-    --gin_param "utils.run.eval_checkpoint_step = 'all'" "$@"
+  run="paper_${corpus}_${size}_${model}"
+  bash launch/tpu.sh train --model "$model" --run "$run" "${forward[@]}"
+  bash launch/tpu.sh eval --model "$model" --run "$run" "${forward[@]}" \
+    --gin_param "utils.run.eval_checkpoint_step = 'all'"
 done
