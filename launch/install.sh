@@ -16,5 +16,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade "pip==24.2"
 # Exact pins, no resolution: the lock file is the whole environment.
 "$venv/bin/python" -m pip install --quiet --no-deps -r requirements.lock
+rm -rf build   # setuptools would copy modules that were moved or removed since
 "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 echo "installed primer-mtf into $venv"
