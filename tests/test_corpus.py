@@ -132,3 +132,10 @@ def test_a_tfds_corpus_is_one_line_of_the_table(monkeypatch, tmp_path):
   assert corpus.canonical_name("wiki40b") == "wiki40b"
   with pytest.raises(UsageError, match="wiki40b/en:1.3.0 is not prepared under"):
     tasks.corpus_task(corpus="wiki40b", tfds_data_dir=str(tmp_path))
+
+
+def test_a_tfds_version_this_tfds_cannot_build_is_one_line(monkeypatch):
+  monkeypatch.setitem(corpus.TFDS_CORPORA, "c4_future", corpus.TfdsCorpus(
+      "c4/en:9.9.9", {"train": "train", "validation": "validation"}))
+  with pytest.raises(UsageError, match=r"cannot build c4/en:9\.9\.9 .*TFDS_CORPORA"):
+    corpus.resolve("c4_future")
