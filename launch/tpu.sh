@@ -58,10 +58,13 @@ if [ -z "$runtime" ]; then
     *) runtime="tpu-vm-tf-2.15.0-pod-se" ;;
   esac
 fi
-gcloud_tpu=(gcloud compute tpus tpu-vm --project "$project" --zone "$zone")
+tpu_vm() {  # SUBCOMMAND ARG...: gcloud's flags follow the subcommand, or it refuses
+  local subcommand="$1"; shift
+  run_cmd gcloud compute tpus tpu-vm "$subcommand" "$@" --project "$project" --zone "$zone"
+}
 
 on_workers() {  # runs a shell command on every worker of the slice
-  run_cmd "${gcloud_tpu[@]}" ssh "$name" --worker=all --command "$1"
+  tpu_vm ssh "$name" --worker=all --command "$1"
 }
 
 binary_command() {  # MODEL_DIR [--gin_file=F | BINDING]...: a t5_mesh_transformer line
@@ -91,10 +94,9 @@ run_params+=("${gin_params[@]+"${gin_params[@]}"}")
 
 case "$command" in
   create)
-    run_cmd "${gcloud_tpu[@]}" create "$name" --accelerator-type "$topology" \
-      --version "$runtime" ;;
+    tpu_vm create "$name" --accelerator-type "$topology" --version "$runtime" ;;
   install)
-    run_cmd "${gcloud_tpu[@]}" scp --recurse --worker=all . "$name:primer-mtf"
+    tpu_vm scp --recurse --worker=all . "$name:primer-mtf"
     on_workers "cd primer-mtf && bash launch/install.sh" ;;
   train)
     on_workers "$(binary_command "$model_dir")" ;;
@@ -105,5 +107,5 @@ case "$command" in
     case "$init_checkpoint" in gs://?*) ;; *) die "--init_checkpoint must be a gs:// path" ;; esac
     on_workers "$(binary_command "$model_dir" "utils.run.init_checkpoint = '$init_checkpoint'")" ;;
   delete)
-    run_cmd "${gcloud_tpu[@]}" delete "$name" --quiet ;;
+    tpu_vm delete "$name" --quiet ;;
 esac

@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -66,8 +67,8 @@ def test_tpu_dry_runs_of_every_recommended_pair(size, mesh):
 def _check_remote(result, size, mesh):
   assert result.returncode == 0, result.stderr
   argv = shlex.split(result.stdout)
-  assert argv[argv.index("ssh") + 2] == "--worker=all"
-  remote = argv[-1]
+  assert argv[argv.index("ssh") + 1] == "primer" and "--worker=all" in argv
+  remote = argv[argv.index("--command") + 1]
   assert re.search(r"--model_dir=gs://bkt/runs/\S+", remote)
   assert f"--gin_file=meshes/{mesh}.gin" in remote
   assert f"--gin_file=sizes/{size}.gin" in remote
@@ -85,7 +86,26 @@ def test_tpu_eval_finetune_install_and_delete_dry_runs():
   install = _tpu("install", "xl", "v4_32_mp4")
   assert "--worker=all" in install.stdout and "launch/install.sh" in install.stdout
   delete = _tpu("delete", "xl", "v4_32_mp4")
-  assert shlex.split(delete.stdout)[-3:] == ["delete", "primer", "--quiet"]
+  assert shlex.split(delete.stdout)[4:7] == ["delete", "primer", "--quiet"]
+  create = _tpu("create", "xl", "v4_32_mp4")
+  for result in (create, install, delete):
+    _gcloud_parses(result.stdout)
+
+
+def _gcloud_parses(commands):
+  """Each printed gcloud line gets past gcloud's parser: with an empty config it
+  stops at authentication (exit 1), not at a usage error (exit 2)."""
+  if not shutil.which("gcloud"):
+    pytest.skip("the Google Cloud CLI is not installed")
+  for line in commands.splitlines():
+    argv = shlex.split(line)
+    if argv[0] != "gcloud":
+      continue
+    with tempfile.TemporaryDirectory() as config:
+      result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, CLOUDSDK_CONFIG=config))
+    assert result.returncode != 2 and "active account" in result.stderr, (
+        line, result.stderr[-500:])
 
 
 @graph
@@ -136,7 +156,8 @@ def test_paper_recipe_trains_and_evaluates_the_four_models():
        "--bucket", "gs://bkt", "--dry_run"],
       capture_output=True, text=True, env=ENV, timeout=600)
   assert result.returncode == 0, result.stderr
-  remotes = [shlex.split(line)[-1] for line in result.stdout.splitlines()]
+  argvs = [shlex.split(line) for line in result.stdout.splitlines()]
+  remotes = [argv[argv.index("--command") + 1] for argv in argvs]
   models = [re.search(r"--gin_file=models/(\w+)\.gin", r).group(1) for r in remotes]
   assert models == [m for m in ("transformer", "transformer_plusplus", "primer_ez",
                                 "primer") for _ in (0, 1)]
