@@ -28,8 +28,9 @@ gin_params=()
 parse_flags() {  # NAME... -- ARG...: each --NAME VALUE sets the variable NAME
   # Every script also takes --gin_param BINDING (repeatable) and --dry_run. A
   # script sets its defaults before the call; any other flag stops it with one line.
-  local names=() flag
-  while [ $# -gt 0 ] && [ "$1" != "--" ]; do names+=("$1"); shift; done
+  # The locals are prefixed so that no flag variable is shadowed by one of them.
+  local _pf_names=() _pf_flag _pf_name _pf_known
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do _pf_names+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,12 +38,13 @@ parse_flags() {  # NAME... -- ARG...: each --NAME VALUE sets the variable NAME
       --gin_param) [ $# -ge 2 ] || die "--gin_param needs a value"
         gin_params+=("$2"); shift 2; continue ;;
     esac
-    flag="${1#--}"
-    if [ "$flag" = "$1" ] || [[ " ${names[*]} " != *" $flag "* ]]; then
-      die "unknown flag $1; it takes ${names[*]/#/--} --gin_param --dry_run"
+    _pf_flag="${1#--}" _pf_known=0
+    for _pf_name in "${_pf_names[@]}"; do [ "$_pf_flag" != "$_pf_name" ] || _pf_known=1; done
+    if [ "$_pf_flag" = "$1" ] || [ "$_pf_known" = 0 ]; then
+      die "unknown flag $1; it takes ${_pf_names[*]/#/--} --gin_param --dry_run"
     fi
     [ $# -ge 2 ] || die "$1 needs a value"
-    printf -v "$flag" '%s' "$2"
+    printf -v "$_pf_flag" '%s' "$2"
     shift 2
   done
 }

@@ -182,6 +182,14 @@ def test_an_unknown_flag_stops_each_script_before_the_planner(script, args):
   assert len(lines) == 1 and "unknown flag --zonee" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("flag", ["--model size", "--size=large", "size"])
+def test_a_flag_is_known_only_by_its_exact_name(flag):
+  result = launch("local.sh", "--model_dir", "/r", flag, "x", "--dry_run")
+  assert result.returncode == 2 and result.stdout == ""
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and f"unknown flag {flag};" in lines[0], result.stderr
+
+
 @graph
 def test_local_defaults_to_the_one_device_cpu_mesh():
   local = launch("local.sh", "--model_dir", "/tmp/run", "--dry_run")
