@@ -53,7 +53,8 @@ def parser():
   plan.add_argument("--model", default="transformer")
   plan.add_argument("--size", default="tiny")
   plan.add_argument("--mesh", default="cpu", help="default: one device")
-  plan.add_argument("--vocab_size", type=int, default=32128)
+  plan.add_argument("--vocab_size", type=int, default=None,
+                    help="embedding rows (default: T5's vocabulary, 32,128)")
   plan.add_argument("--gin_param", action="append", default=[])
   plan.add_argument("--json", action="store_true", help="machine-readable output")
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")

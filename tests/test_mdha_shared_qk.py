@@ -8,6 +8,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
+from mtf_harness import LM, SMALL, configure
 from primer_mtf.layers.mdha import MDHA
 
 _F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
@@ -56,3 +57,24 @@ def test_q_and_k_do_not_depend_on_the_order_they_are_asked_for():
   np.testing.assert_allclose(q1, q2, rtol=1e-6)
   np.testing.assert_allclose(k1, k2, rtol=1e-6)
   assert np.abs(q1 - k1).max() > 1e-3   # Q = K W_s really differs from K
+
+
+def test_shared_qk_initialisation_is_the_releases():
+  """W_Q ~ N(0, 1/(d_model d_k)) with the 1/sqrt(d_k) folded in; W_s truncated
+  normal (at 2 std) with std C^-1/2, C = heads x d_kv."""
+  configure("primer")
+  values = LM(seed=1).initial_values()
+  d_model, d_kv = SMALL["d_model"], SMALL["d_kv"]
+  channels = SMALL["num_heads"] * d_kv
+  prefixes = [n[:-len("qk_share")] for n in values if n.endswith("/MDHA/qk_share")]
+  assert len(prefixes) == SMALL["num_layers"]
+  for prefix in prefixes:
+    w_q, w_s = values[prefix + "q"], values[prefix + "qk_share"]
+    assert w_q.size == d_model * channels
+    assert w_s.size == channels * channels
+    np.testing.assert_allclose(w_q.std(), (d_model * d_kv) ** -0.5, rtol=0.1)
+    assert np.abs(w_q).max() > 2.5 * (d_model * d_kv) ** -0.5   # not truncated
+    sigma = channels ** -0.5
+    assert np.abs(w_s).max() <= 2 * sigma   # truncated at two standard deviations
+    # a normal truncated at +-2 sigma keeps 0.880 of its standard deviation
+    np.testing.assert_allclose(w_s.std(), 0.880 * sigma, rtol=0.1)

@@ -1,6 +1,7 @@
 """The planner against the real mtf graph, the paper's sizes and the layouts."""
 import json
 import math
+import os
 
 import gin
 import mesh_tensorflow as mtf
@@ -11,6 +12,7 @@ import tensorflow.compat.v1 as tf
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf import cli
 from primer_mtf import configs
+from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.planning import model_graph
 from primer_mtf.planning import planner
 
@@ -50,6 +52,31 @@ def test_every_size_plans_with_every_model(size):
 def test_sizes_come_out_at_the_paper_s_counts(size, expected):
   params = planner.plan("transformer", size, "cpu")["parameters"]  # T5 vocab
   assert abs(params - expected) / expected < 0.04, params
+
+
+def test_t5_plusplus_large_is_the_releases_count():
+  """The release's T5++ at large: d_ff 5,462, FFN biases kept, RMS norm, T5's
+  vocabulary: 536.6M parameters (the paper's 537M class)."""
+  d, layers, heads, d_kv, d_ff = 1024, 24, 16, 64, 5462
+  ffn = 3 * d * d_ff + 2 * d_ff + d             # wi_0, wi_1 with biases; wo with bias
+  per_layer = 4 * d * heads * d_kv + ffn + 2 * d  # two RMS norms (scale only)
+  expected = 32128 * d + layers * per_layer + d + heads * 32  # final norm, bias
+  assert planner.plan("transformer_plusplus", "large")["parameters"] == expected
+  assert abs(expected - 536.5e6) / 536.5e6 < 5e-4
+
+
+def test_the_planner_counts_the_t5_vocabulary_the_gin_file_binds():
+  """gin/vocabularies/t5.gin (32,000 pieces + its extra ids, padded to 128s by
+  mesh-tensorflow) and the planner's default embedding agree: 32,128 rows."""
+  gin.clear_config()
+  gin.parse_config_file(os.path.join(configs.gin_dir(), "vocabularies", "t5.gin"))
+  extra_ids = gin.query_parameter("corpus_task.extra_ids")
+  assert "cc_all.32000" in gin.query_parameter("corpus_task.vocabulary")
+  rows = vocab_lib.embedding_rows(32000, extra_ids)
+  assert rows == 32128
+  small = planner.plan("transformer", "small")["parameters"]
+  assert small - planner.plan("transformer", "small", vocab_size=128)["parameters"] \
+      == (rows - 128) * 512
 
 
 @pytest.mark.parametrize("size", ["small", "large"])

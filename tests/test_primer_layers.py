@@ -38,7 +38,7 @@ def analytic_parameters(model):
   if model == "primer":
     attention += -d * c + c * c + 2 * 3 * c        # W_s replaces W_K; K, V taps
   if model == "transformer_plusplus":
-    ffn = 3 * d * dff_gated                        # SwiGLU: wi_0, wi_1, wo; no bias
+    ffn = 3 * d * dff_gated + 2 * dff_gated + d    # SwiGLU wi_0, wi_1, wo; biases
     norm = rms_norm
   per_layer = attention + ffn + 2 * norm           # a norm per sublayer
   padded_vocab = -(-VOCAB // 128) * 128            # mesh-tensorflow pads to 128s

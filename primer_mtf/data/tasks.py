@@ -6,8 +6,14 @@ corpus, the vocabulary size and the data directory are recorded in the operative
 config like every other setting. It registers the task on first use (training and
 caching the SentencePiece vocabulary if needed) and returns its name.
 
-The LM objective is the paper's: each document gets EOS, documents are concatenated
-and cut into full ``targets``-length pieces, and T5's input pipeline packs them.
+Two LM objectives (``corpus_task.objective``), both packed by T5's input pipeline:
+  * ``eos_per_document`` (default): each document ends in EOS, documents are
+    concatenated and cut into full ``targets``-length pieces. Every document is
+    read whole and every boundary is marked.
+  * ``chunks_as_released``: what the authors' release ran (T5's ``unsupervised``
+    preprocessing with ``objectives/lm.gin``): one random aligned chunk of at most
+    65,536 tokens per document, chunks concatenated with no separator, cut into
+    ``targets - 1`` tokens, and EOS appended to every piece.
 """
 
 import functools
@@ -33,13 +39,42 @@ def append_document_eos(dataset):
   return dataset.map(_append, num_parallel_calls=tf.data.experimental.AUTOTUNE)
 
 
-def lm_preprocessors(text_key):
+RELEASE_CHUNK_TOKENS = 65536   # objectives/lm.gin: select_random_chunk.max_length
+CONCAT_DOCUMENTS = 128         # reduce_concat_tokens' batch, as in T5
+
+OBJECTIVES = {
+    # name: (token preprocessors after tokenization, targets end in an added EOS)
+    "eos_per_document": ((
+        append_document_eos,
+        functools.partial(t5_preprocessors.reduce_concat_tokens,
+                          batch_size=CONCAT_DOCUMENTS),
+        t5_preprocessors.split_tokens_to_targets_length,
+    ), False),
+    "chunks_as_released": ((
+        functools.partial(t5_preprocessors.select_random_chunk,
+                          max_length=RELEASE_CHUNK_TOKENS),
+        functools.partial(t5_preprocessors.reduce_concat_tokens,
+                          batch_size=CONCAT_DOCUMENTS),
+        t5_preprocessors.split_tokens_to_targets_length,  # targets - 1 with add_eos
+        seqio.preprocessors.append_eos_after_trim,
+    ), True),
+}
+
+
+def lm_objective(name):
+  """(token preprocessors, add_eos) of an LM objective; one line if unknown."""
+  if name not in OBJECTIVES:
+    raise UsageError(f"unknown objective {name!r}; corpus_task.objective takes "
+                     f"{', '.join(OBJECTIVES)}")
+  return OBJECTIVES[name]
+
+
+def lm_preprocessors(text_key, objective_name="eos_per_document"):
+  token_preprocessors, _ = lm_objective(objective_name)
   return [
       functools.partial(t5_preprocessors.rekey, key_map={"targets": text_key}),
       seqio.preprocessors.tokenize,
-      append_document_eos,
-      functools.partial(t5_preprocessors.reduce_concat_tokens, batch_size=128),
-      t5_preprocessors.split_tokens_to_targets_length,
+      *token_preprocessors,
   ]
 
 
@@ -50,21 +85,25 @@ def trained_vocabulary(corpus, vocab_size, cache_dir=None):
 
 @gin.configurable("corpus_task", module="primer_mtf")
 def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
-                cache_dir=None, tfds_data_dir=None):
+                cache_dir=None, tfds_data_dir=None, extra_ids=0,
+                objective="eos_per_document"):
   """Registers (once) and names the LM task of a corpus.
 
   Args:
     corpus: a ``--corpus`` value, see :func:`primer_mtf.data.corpus.resolve`.
     vocab_size: pieces of the SentencePiece model trained on the corpus.
-    vocabulary: path of an existing SentencePiece model (for example T5's
-      default vocabulary) to use instead of training one.
+    vocabulary: path of an existing SentencePiece model (for example T5's,
+      see gin/vocabularies/t5.gin) to use instead of training one.
     cache_dir: where trained vocabularies are cached (default
       ``$PRIMER_MTF_CACHE`` or ``~/.cache/primer_mtf``).
     tfds_data_dir: TFDS data directory for the TFDS corpora.
+    extra_ids: sentinel ids added after the pieces (T5's vocabulary has 100).
+    objective: a name in :data:`OBJECTIVES`.
 
   Returns:
     the registered task name.
   """
+  _, add_eos = lm_objective(objective)
   resolved = corpus_lib.resolve(corpus, tfds_data_dir)
   if vocabulary:
     if not tf.io.gfile.exists(vocabulary):
@@ -76,13 +115,18 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     vocab_path = trained_vocabulary(resolved, vocab_size, cache_dir)
     vocab_name = f"sp{vocab_size}"
   name = f"primer_mtf_lm_{resolved.key}_{vocab_name}"
+  if extra_ids:
+    name += f"_x{extra_ids}"
+  if objective != "eos_per_document":
+    name += f"_{objective}"
 
   if name not in seqio.TaskRegistry.names():
     seqio.TaskRegistry.add(
         name,
         source=resolved.source,
-        preprocessors=lm_preprocessors(resolved.text_field),
+        preprocessors=lm_preprocessors(resolved.text_field, objective),
         output_features={"targets": seqio.Feature(
-            seqio.SentencePieceVocabulary(vocab_path), add_eos=False)},
+            seqio.SentencePieceVocabulary(vocab_path, extra_ids=extra_ids),
+            add_eos=add_eos)},
         metric_fns=[])
   return name

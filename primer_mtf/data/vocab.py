@@ -14,6 +14,21 @@ from primer_mtf.errors import UsageError
 _MAX_SENTENCE_LENGTH = 1 << 16
 DEFAULT_CACHE = os.path.join("~", ".cache", "primer_mtf")
 
+# T5's vocabulary (gin/vocabularies/t5.gin): 32,000 pieces and 100 sentinel ids;
+# mesh-tensorflow rounds the embedding up to a multiple of 128 rows
+# (Unitransformer.vocab_divisor), so it has 32,128 rows.
+T5_PIECES = 32000
+T5_EXTRA_IDS = 100
+VOCAB_DIVISOR = 128
+
+
+def embedding_rows(pieces, extra_ids=0, divisor=VOCAB_DIVISOR):
+  """Rows of the embedding a vocabulary of ``pieces`` + ``extra_ids`` gets."""
+  return -(-(pieces + extra_ids) // divisor) * divisor
+
+
+T5_EMBEDDING_ROWS = embedding_rows(T5_PIECES, T5_EXTRA_IDS)
+
 
 def cache_dir(path=None):
   return os.path.expanduser(path or os.environ.get("PRIMER_MTF_CACHE", DEFAULT_CACHE))

@@ -40,26 +40,32 @@ class SharedQKParams(attention.AttentionParams):
   One projection W_Q (variable ``q``) gives the key representation,
   K = DConv(x W_Q); queries are Q = K W_s with W_s (variable ``qk_share``) a full
   C x C matrix over heads x d_kv. There is no W_K.
+
+  Initialisation as in the authors' release: W_Q ~ N(0, 1/(d_model d_k)), the
+  attention's 1/sqrt(d_k) folded into it (``fold_scaling_into_initializer``), and
+  W_s truncated-normal with std C^-1/2 (mesh-tensorflow's dense default, which the
+  release used for it). W_V and W_O are SelfAttention's.
   """
 
   def init_weights(self):
-    c = mtf.Shape(self.k_dims).size
-    init = lambda fan_in, scale=1.0: tf.random_normal_initializer(
+    normal = lambda fan_in, scale=1.0: tf.random_normal_initializer(
         stddev=scale * fan_in ** -0.5)
+    fold = self.key_dim.size ** -0.5 if self.fold_scaling_into_initializer else 1.0
     self.wq = mtf.get_variable(self.mesh, "q", self.k_shape,
-                               initializer=init(self.memory_input_dim.size),
+                               initializer=normal(self.memory_input_dim.size, fold),
                                dtype=self.variable_dtype)
     self.share_out_dims = [mtf.Dimension(d.name + "_out", d.size) for d in self.q_dims]
-    scale = self.key_dim.size ** -0.5 if self.fold_scaling_into_initializer else 1.0
-    self.ws = mtf.get_variable(self.mesh, "qk_share",
-                               mtf.Shape(self.k_dims + self.share_out_dims),
-                               initializer=init(c, scale), dtype=self.variable_dtype)
+    channels = mtf.Shape(self.k_dims).size
+    self.ws = mtf.get_variable(
+        self.mesh, "qk_share", mtf.Shape(self.k_dims + self.share_out_dims),
+        initializer=tf.truncated_normal_initializer(stddev=channels ** -0.5),
+        dtype=self.variable_dtype)
     self.wv = mtf.get_variable(self.mesh, "v", self.v_shape,
-                               initializer=init(self.memory_input_dim.size),
+                               initializer=normal(self.memory_input_dim.size),
                                dtype=self.variable_dtype)
     self.wo = mtf.get_variable(
         self.mesh, "o", self.o_shape,
-        initializer=init(mtf.Shape(self.query_heads_dims + [self.value_dim]).size),
+        initializer=normal(mtf.Shape(self.query_heads_dims + [self.value_dim]).size),
         dtype=self.variable_dtype)
 
   def compute_shared(self, antecedent):

@@ -18,6 +18,7 @@ from mesh_tensorflow import optimize
 from mesh_tensorflow.transformer import transformer_layers
 
 from primer_mtf import configs
+from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
 from primer_mtf.layers.mdha import MDHA
 from primer_mtf.planning import model_graph
@@ -78,8 +79,12 @@ def _batch_parallelism(mesh_shape, rules):
   return mesh_shape.dims[axis].size if axis is not None else 1
 
 
-def plan(model, size, mesh="cpu", vocab_size=32128, gin_params=()):
-  """The plan of (model, size, mesh) as a dict; see ``format_plan``."""
+def plan(model, size, mesh="cpu", vocab_size=None, gin_params=()):
+  """The plan of (model, size, mesh) as a dict; see ``format_plan``.
+
+  ``vocab_size``: embedding rows, by default those of T5's vocabulary (32,128),
+  which the paper recipes use (gin/vocabularies/t5.gin)."""
+  vocab_size = vocab_size or vocab_lib.T5_EMBEDDING_ROWS
   configs.parse(model, size, mesh, gin_params=gin_params)
   if configs.query("utils.run.model_type") != "lm":
     raise UsageError("the planner covers decoder-only models (model_type lm)")
