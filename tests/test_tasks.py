@@ -4,11 +4,13 @@ import os
 import numpy as np
 import pytest
 import seqio
+import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import corpus
 from primer_mtf.data import tasks
 from primer_mtf.data import vocab as vocab_lib
+from primer_mtf.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,75 @@ def test_vocabulary_is_cached_and_t5_ids(local_task, monkeypatch):
   assert tasks.trained_vocabulary(corpus.resolve(path), 32) == model_file
   after = os.stat(model_file)
   assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def _release_objective_targets(document_lengths, length=512):
+  """Targets of the chunks_as_released objective for pre-tokenized documents:
+  document i is the ids 1000 i + 3, 1000 i + 4, ... (never EOS = 1)."""
+  docs = [np.arange(3, 3 + n, dtype=np.int32) + 1000 * i
+          for i, n in enumerate(document_lengths)]
+
+  def dataset_fn(split, shuffle_files, seed=None):
+    del split, shuffle_files, seed
+    return tf.data.Dataset.from_generator(
+        lambda: ({"targets": d} for d in docs),
+        output_signature={"targets": tf.TensorSpec([None], tf.int32)})
+
+  name = f"release_objective_test_{'_'.join(map(str, document_lengths))}"
+  token_preprocessors, add_eos = tasks.lm_objective("chunks_as_released")
+  if name not in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.add(
+        name, source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
+        preprocessors=list(token_preprocessors),
+        output_features={"targets": seqio.Feature(
+            seqio.PassThroughVocabulary(1 << 20, eos_id=1), add_eos=add_eos)})
+  ds = seqio.get_mixture_or_task(name).get_dataset(
+      {"targets": length}, split="train", shuffle=False, seed=7)
+  return [list(ex["targets"]) for ex in ds.as_numpy_iterator()], docs
+
+
+def _assert_release_pieces(pieces):
+  for piece in pieces:
+    assert piece[-1] == 1, "every target ends in EOS"
+    assert 1 not in piece[:-1], "no separator inside a target"
+  assert all(len(p) == 512 for p in pieces[:-1])
+
+
+def test_release_objective_cuts_511_token_pieces_and_appends_eos():
+  pieces, (doc,) = _release_objective_targets([10 * 511])
+  assert len(pieces) == 10
+  _assert_release_pieces(pieces)
+  assert [t for p in pieces for t in p[:-1]] == list(doc)
+
+
+def test_release_objective_reads_one_aligned_chunk_of_65536_tokens():
+  pieces, (doc,) = _release_objective_targets([3 * tasks.RELEASE_CHUNK_TOKENS])
+  # 65,536 = 128 x 511 + 128: 128 full targets and one of 128 tokens + EOS
+  assert [len(p) for p in pieces] == [512] * 128 + [129]
+  _assert_release_pieces(pieces)
+  tokens = [t for p in pieces for t in p[:-1]]
+  start = tokens[0] - doc[0]
+  assert start % tasks.RELEASE_CHUNK_TOKENS == 0
+  assert tokens == list(doc[start:start + tasks.RELEASE_CHUNK_TOKENS])
+
+
+def test_release_objective_concatenates_documents_with_no_separator():
+  pieces, docs = _release_objective_targets([300, 400])
+  assert [len(p) for p in pieces] == [512, 190]   # 700 = 511 + 189
+  _assert_release_pieces(pieces)
+  assert [t for p in pieces for t in p[:-1]] == list(docs[0]) + list(docs[1])
+
+
+def test_release_objective_on_a_corpus_task(local_task):
+  _, _, path = local_task
+  name = tasks.corpus_task(corpus=path, vocab_size=32, objective="chunks_as_released")
+  assert name.endswith("_sp32_chunks_as_released")
+  pieces = [list(ex["targets"]) for ex in seqio.get_mixture_or_task(name).get_dataset(
+      {"targets": 16}, split="validation", shuffle=False, seed=1).as_numpy_iterator()]
+  assert pieces and all(p[-1] == 1 and 1 not in p[:-1] for p in pieces)
+  assert all(len(p) == 16 for p in pieces[:-1])
+
+
+def test_an_unknown_objective_is_one_line():
+  with pytest.raises(UsageError, match="unknown objective 'lm'.*eos_per_document"):
+    tasks.corpus_task(objective="lm")
