@@ -1,9 +1,11 @@
 """The embedded corpus, the local-text rules, the split, the resolver and data order."""
+import json
 import os
 import re
 
 import pytest
 import seqio
+import tensorflow_datasets as tfds
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import corpus
@@ -137,5 +139,60 @@ def test_a_tfds_corpus_is_one_line_of_the_table(monkeypatch, tmp_path):
 def test_a_tfds_version_this_tfds_cannot_build_is_one_line(monkeypatch):
   monkeypatch.setitem(corpus.TFDS_CORPORA, "c4_future", corpus.TfdsCorpus(
       "c4/en:9.9.9", {"train": "train", "validation": "validation"}))
-  with pytest.raises(UsageError, match=r"cannot build c4/en:9\.9\.9 .*TFDS_CORPORA"):
+  with pytest.raises(UsageError, match=r"c4/en:9\.9\.9 is not prepared under .*"
+                     r"cannot build it .*TFDS_CORPORA"):
     corpus.resolve("c4_future")
+
+
+@pytest.mark.parametrize("name", sorted(corpus.TFDS_CORPORA))
+def test_every_tfds_corpus_without_data_is_one_not_prepared_line(name, tmp_path):
+  spec = corpus.TFDS_CORPORA[name]
+  with pytest.raises(UsageError) as e:
+    corpus.resolve(name, tfds_data_dir=str(tmp_path))
+  message = str(e.value)
+  assert "\n" not in message
+  assert message.startswith(f"TFDS dataset {spec.tfds_name} is not prepared under "
+                            f"{tmp_path}")
+
+
+def _prepare_fake_tfds(data_dir, tfds_name, texts):
+  """A prepared TFDS dataset named ``tfds_name`` ("name/config:version") holding
+  ``texts`` in train and validation, built by a throwaway builder and renamed."""
+  class FakeText(tfds.core.GeneratorBasedBuilder):  # pylint: disable=abstract-method
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+          {"text": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(), "validation": self._generate_examples()}
+
+    def _generate_examples(self):
+      for i, text in enumerate(texts):
+        yield i, {"text": text}
+
+  FakeText(data_dir=data_dir).download_and_prepare()
+  name_config, version = tfds_name.split(":")
+  name, config = name_config.split("/")
+  target = os.path.join(data_dir, name, config, version)
+  os.makedirs(os.path.dirname(target))
+  os.rename(os.path.join(data_dir, "fake_text", "1.0.0"), target)
+  for f in os.listdir(target):
+    os.rename(os.path.join(target, f), os.path.join(target, f.replace("fake_text-", name + "-")))
+  info_path = os.path.join(target, "dataset_info.json")
+  with open(info_path) as f:
+    info = json.load(f)
+  info.update(name=name, configName=config, version=version)
+  with open(info_path, "w") as f:
+    json.dump(info, f)
+
+
+def test_the_papers_c4_version_is_read_from_prepared_files(tmp_path):
+  """This TFDS cannot build c4/en:3.0.1, but reads it once prepared."""
+  texts = ["the first document", "the second one", "and a third"]
+  _prepare_fake_tfds(str(tmp_path), corpus.TFDS_CORPORA["c4_v301"].tfds_name, texts)
+  resolved = corpus.resolve("c4_v301", tfds_data_dir=str(tmp_path))
+  assert sorted(resolved.vocab_documents()) == sorted(texts)
+  ds = resolved.source.get_dataset("validation", shuffle=False)
+  assert sorted(ex["text"].decode() for ex in ds.as_numpy_iterator()) == sorted(texts)

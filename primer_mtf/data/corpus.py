@@ -42,14 +42,19 @@ _VOCAB_SAMPLE_DOCS = 20000  # documents of a TFDS corpus that train its vocabula
 
 @dataclasses.dataclass(frozen=True)
 class TfdsCorpus:
-  """A prepared TFDS dataset used as a corpus (versions are the paper's)."""
+  """A prepared TFDS dataset used as a corpus."""
   tfds_name: str
   splits: dict
   text_field: str = "text"
 
 
 TFDS_CORPORA = {
-    "c4": TfdsCorpus("c4/en:3.0.1", {"train": "train", "validation": "validation"}),
+    # The paper used C4 c4/en:3.0.1, which the pinned TFDS can read when it is
+    # prepared but can no longer build. 3.1.0 is what it builds; for English it
+    # differs from 3.0.1 only in keeping the newest copy of a URL when deduplicating
+    # (3.0.1 kept a random one) and in escaping the bad-word regexes.
+    "c4": TfdsCorpus("c4/en:3.1.0", {"train": "train", "validation": "validation"}),
+    "c4_v301": TfdsCorpus("c4/en:3.0.1", {"train": "train", "validation": "validation"}),
     # LM1B's validation is the last 2% of train, as in the paper.
     "lm1b": TfdsCorpus("lm1b:1.1.0", {"train": "train[:98%]",
                                       "validation": "train[98%:]"}),
@@ -114,17 +119,21 @@ def documents_source(docs):
 
 def _tfds_corpus(name, data_dir):
   spec = TFDS_CORPORA[name]
+  where = data_dir or tfds.core.constants.DATA_DIR
   try:
+    # A version named explicitly is read from its prepared files when they exist,
+    # even when the installed TFDS code cannot build it (c4/en:3.0.1).
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
   except (AssertionError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
     reason = str(e).strip().splitlines()[0]
-    raise UsageError(f"the installed TFDS cannot build {spec.tfds_name} ({reason}); "
-                     "pick a version it has in TFDS_CORPORA of "
-                     "primer_mtf/data/corpus.py") from None
+    raise UsageError(f"TFDS dataset {spec.tfds_name} is not prepared under {where}, "
+                     f"and the installed TFDS cannot build it ({reason}); copy a "
+                     "prepared one there, or pick a version it builds in "
+                     "TFDS_CORPORA of primer_mtf/data/corpus.py") from None
   if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     raise UsageError(f"TFDS dataset {spec.tfds_name} is not prepared under "
-                     f"{data_dir or tfds.core.constants.DATA_DIR}; build it with "
-                     f"`tfds build {spec.tfds_name}` or pass --tfds_data_dir")
+                     f"{where}; build it with `tfds build {spec.tfds_name}` or "
+                     "pass --tfds_data_dir")
 
   def vocab_documents():
     ds = builder.as_dataset(split=spec.splits["train"]).take(_VOCAB_SAMPLE_DOCS)
