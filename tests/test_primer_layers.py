@@ -35,7 +35,7 @@ def analytic_parameters(model):
   norm = layer_norm
   if model in ("mdha", "primer_ez"):
     attention += 3 * 3 * c                         # k=3 taps for each of Q, K, V
-  if model == "primer":
+  if model in ("primer", "primer_as_released"):
     attention += -d * c + c * c + 2 * 3 * c        # W_s replaces W_K; K, V taps
   if model == "transformer_plusplus":
     ffn = 3 * d * dff_gated + 2 * dff_gated + d    # SwiGLU wi_0, wi_1, wo; biases
@@ -229,3 +229,34 @@ def test_pre_post_norm_changes_the_function():
                        "@transformer.LayerStack"])
   with pytest.raises(AssertionError):
     np.testing.assert_allclose(LM().forward(targets)[0], pre_post, atol=1e-3)
+
+
+RELEASED_STACK = [  # what the release's gin really built: mtf's LayerStack, pre-norm
+    "transformer.make_layer_stack.layer_stack_cls = @transformer.LayerStack",
+    "transformer.LayerStack.sublayers_per_layer = [@primer_mtf.sublayer_primer_norm, "
+    "@transformer.sublayer_call_layer, @transformer.sublayer_dropout, "
+    "@transformer.sublayer_residual]",
+    "transformer.LayerStack.sublayers_final = [@primer_mtf.sublayer_primer_norm, "
+    "@transformer.sublayer_dropout]",
+]
+
+
+def test_primer_as_released_differs_from_primer_only_in_norm_placement():
+  """The same variables (the FFN's norm moves from after the layer to before it);
+  the function is the release's plain pre-norm stack, and not primer's."""
+  configure("primer")
+  primer_names = LM().variable_names()
+  configure("primer_as_released")
+  released_names = LM().variable_names()
+  assert not [n for n in released_names if "/post_norm/" in n]
+  assert sorted(released_names) == sorted(
+      n.replace("/post_norm/", "/pre_norm/") for n in primer_names)
+
+  targets = np.random.RandomState(6).randint(1, VOCAB, (2, 8)).astype(np.int32)
+  as_released = LM(random_scale=0.3).forward(targets)[0]
+  configure("primer", RELEASED_STACK)
+  literal = LM(random_scale=0.3).forward(targets)[0]
+  np.testing.assert_allclose(as_released, literal, rtol=1e-5, atol=1e-5)
+  configure("primer")
+  primer = LM(random_scale=0.3).forward(targets)[0]
+  assert np.abs(primer - as_released).max() > 1e-2

@@ -93,7 +93,7 @@ def test_t5_mesh_transformer_binary_trains_the_same_model(tmp_path):
   assert "primer_mtf.corpus_task" in config and "DenseReluDense.use_bias = True" in config
 
 
-@pytest.mark.parametrize("model", ["primer_ez", "primer"])
+@pytest.mark.parametrize("model", ["primer_ez", "primer", "primer_as_released"])
 def test_primer_models_train_and_validation_loss_falls(model, tmp_path):
   model_dir = str(tmp_path / model)
   _ok(run_cli("train", "--model_dir", model_dir, "--model", model,
