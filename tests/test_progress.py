@@ -34,11 +34,14 @@ def clock(monkeypatch):
 
 
 def _graph(initial_step=0):
-  """A graph with a global step (at ``initial_step``) and a loss in LOSSES."""
+  """A graph with a global step (at ``initial_step``), a loss in LOSSES and a
+  stand-in train op that advances the step by ``steps_per_run:0``."""
   graph = tf.Graph()
   with graph.as_default():
     step = tf.train.get_or_create_global_step()
     tf.assign(step, initial_step, name="restore")
+    tf.group(tf.assign_add(step, tf.placeholder(tf.int64, [], name="steps_per_run")),
+             name="train")
     loss = tf.constant(0.0, name="loss")
     tf.add_to_collection(tf.GraphKeys.LOSSES, loss)
   return graph
@@ -62,10 +65,14 @@ class Driver:
       self.session.run(self.graph.get_operation_by_name("restore"))
     self.hook.after_create_session(self.session, coord=None)
 
-  def step(self, loss):
-    """One train step: before_run, then after_run with ``loss`` as its result."""
+  def step(self, loss, steps=1):
+    """One session run of ``steps`` train steps (TPU: iterations_per_loop):
+    before_run, the train op, then after_run with ``loss`` as its result."""
     self.hook.before_run(None)
-    self.hook.after_run(None, _run_values(loss))
+    self.session.run(self.graph.get_operation_by_name("train"),
+                     {self.graph.get_tensor_by_name("steps_per_run:0"): steps})
+    context = tf.train.SessionRunContext(original_args=None, session=self.session)
+    self.hook.after_run(context, _run_values(loss))
 
   def close(self):
     self.session.close()
@@ -159,6 +166,35 @@ def test_a_restored_session_counts_from_the_global_step(clock):
     driver.step(1.0)
   driver.close()
   assert _steps(stream) == [8, 10, 20, 25, 13]
+
+
+def test_a_tpu_loop_of_100_steps_per_run_counts_100_steps(clock):
+  """TPUEstimator runs iterations_per_loop (100) steps per session run, and fewer
+  in the last loop: steps, tokens/s and ETA count every step."""
+  stream = io.StringIO()
+  driver = Driver(ProgressHook(tokens_per_step=65536, train_steps=250,
+                               every_n_steps=10, stream=stream))
+  for steps, loss in ((100, 6.0), (100, 5.0), (50, 4.5)):
+    clock.now += 2.0                       # each loop takes 2 s
+    driver.step(loss, steps=steps)
+  driver.close()
+  assert _lines(stream) == [
+      # 100 steps in 2 s: 50 steps/s x 65,536 tokens; ETA 150 / 50 = 3 s
+      "[train] step 100/250 loss 6.0000 tokens/s 3,276,800 ETA 0:00:03",
+      "[train] step 200/250 loss 5.0000 tokens/s 3,276,800 ETA 0:00:01",
+      # the last loop runs the 50 steps left: 25 steps/s
+      "[train] step 250/250 loss 4.5000 tokens/s 1,638,400 ETA 0:00:00",
+  ]
+
+
+def test_reports_when_a_run_crosses_a_multiple_of_every_n_steps(clock):
+  stream = io.StringIO()
+  driver = Driver(ProgressHook(1, train_steps=40, every_n_steps=10, stream=stream))
+  for steps in (3, 4, 4, 4, 4, 6, 15):     # steps 3, 7, 11, 15, 19, 25, 40
+    clock.now += 1.0
+    driver.step(1.0, steps=steps)
+  driver.close()
+  assert _steps(stream) == [3, 11, 25, 40]
 
 
 def test_each_report_is_a_json_line_in_the_log(clock, tmp_path):

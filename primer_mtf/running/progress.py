@@ -28,7 +28,10 @@ def _format_seconds(seconds):
 class ProgressHook(tf.train.SessionRunHook):
   """Reports ``step N/M loss L tokens/s T ETA h:mm:ss`` every ``every_n_steps``.
 
-  The first step is always reported (its rate includes graph start-up). Each
+  The step is the global step after each run, so a TPU run of
+  ``iterations_per_loop`` steps per call counts them all; a report is due when the
+  step crosses a multiple of ``every_n_steps``. The first step of a session is
+  always reported (its rate includes graph start-up). Each
   report also goes, as one JSON line, to ``log_path`` when given; the eval command
   plots the training curve from it.
   """
@@ -49,8 +52,7 @@ class ProgressHook(tf.train.SessionRunHook):
 
   def after_create_session(self, session, coord):
     del coord
-    self._current = int(session.run(self._step))
-    self._last = (self._current, time.time())
+    self._last = (int(session.run(self._step)), time.time())
     self._reported = False
 
   def before_run(self, run_context):
@@ -58,12 +60,14 @@ class ProgressHook(tf.train.SessionRunHook):
     return tf.train.SessionRunArgs(self._loss)
 
   def after_run(self, run_context, run_values):
-    del run_context
-    self._current += 1  # one train op a run; no racy read of global_step
-    step = self._current
+    # One run is one step on CPU and GPU but iterations_per_loop steps on TPU (the
+    # last loop fewer), so the step is read once the run is over, as TPUEstimator's
+    # own stop hook does; fetched with the loss it could be read mid-update.
+    step = int(run_context.session.run(self._step))
     last_step, last_time = self._last
     first_of_session = not self._reported
-    if not first_of_session and step % self._every and step != self._train_steps:
+    crossed = step // self._every > last_step // self._every
+    if not (first_of_session or crossed or step >= self._train_steps):
       return
     self._reported = True
     now = time.time()
