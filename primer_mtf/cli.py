@@ -42,6 +42,10 @@ def parser():
   train = sub.add_parser("train", help="train a model (resumes an existing run)")
   _add_run_flags(train)
   train.add_argument("--train_steps", type=int, default=None)
+  train.add_argument("--objective", default="packed_lm",
+                     help="gin/objectives/NAME.gin: packed_lm (EOS after each "
+                          "document, the default) or lm_as_released (the "
+                          "release's 65,536-token chunks, no separators)")
   ev = sub.add_parser("eval", help="perplexity eval of every checkpoint of a run")
   ev.add_argument("--model_dir", required=True)
   ev.add_argument("--split", default="validation")
@@ -80,7 +84,7 @@ def train(args):
     gin_param.append(f"utils.run.train_steps = {args.train_steps}")
   record = runs.make_record(args.model, args.size, args.mesh, args.corpus,
                             args.vocab_size, args.vocabulary, args.tfds_data_dir,
-                            args.gin_file, gin_param)
+                            args.gin_file, gin_param, args.objective)
   runs.train(args.model_dir, record)
   return 0
 

@@ -17,7 +17,7 @@ import mesh_tensorflow as mtf
 
 from primer_mtf.errors import UsageError
 
-OBJECTIVE = "objectives/packed_lm.gin"
+OBJECTIVE = "packed_lm"   # EOS after each document; see gin/objectives/
 MTF_DEFAULTS = "defaults.gin"
 
 
@@ -69,14 +69,15 @@ def resolve(kind, name):
   """``models/NAME.gin`` for a ``--model NAME`` shortcut, with a clear error."""
   known = names(kind)
   if name not in known:
-    flag = {"models": "--model", "sizes": "--size", "meshes": "--mesh"}[kind]
+    flag = {"models": "--model", "sizes": "--size", "meshes": "--mesh",
+            "objectives": "--objective"}[kind]
     raise UsageError(f"unknown {flag} {name!r}; choose one of: {', '.join(known)}")
   return f"{kind}/{name}.gin"
 
 
-def parse(model, size, mesh, gin_files=(), gin_params=()):
+def parse(model, size, mesh, gin_files=(), gin_params=(), objective=OBJECTIVE):
   """Parses a run's gin configuration (clearing any earlier one)."""
-  files = [MTF_DEFAULTS, OBJECTIVE, resolve("models", model),
+  files = [MTF_DEFAULTS, resolve("objectives", objective), resolve("models", model),
            resolve("sizes", size), resolve("meshes", mesh)] + list(gin_files)
   gin.clear_config()
   for path in search_paths():  # for `include` inside gin files

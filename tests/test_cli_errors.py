@@ -34,6 +34,8 @@ def text_corpus(tmp_path):
     (["--mesh", "cpu_2x2", "--gin_param", "d_ff = 501"],
      "d_ff=501 does not divide over mesh dimension model:2"),
     (["--corpus", "/no/such/corpus.txt"], "does not exist"),
+    (["--objective", "span"], "unknown --objective 'span'; choose one of: "
+                              "lm_as_released, packed_lm"),
 ])
 def test_bad_train_flags_create_nothing(capsys, tmp_path, flags, message):
   model_dir = tmp_path / "run"
@@ -66,6 +68,23 @@ def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
          "holds a run with model='primer', not 'transformer'")
   assert record.read_bytes() == before
   assert os.listdir(model_dir) == [runs.RUN_RECORD]
+
+
+def test_a_run_is_not_resumed_with_another_objective(capsys, tmp_path):
+  """A record from before --objective existed had packed_lm; another objective
+  would change the data the run trains on, so it is refused."""
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  record = model_dir / runs.RUN_RECORD
+  record.write_text('{"model": "transformer", "size": "tiny", "corpus": "kjv", '
+                    '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
+  before = record.read_bytes()
+  _fails(capsys, ["train", "--model_dir", str(model_dir), "--objective",
+                  "lm_as_released"],
+         "holds a run with objective='packed_lm', not 'lm_as_released'")
+  assert record.read_bytes() == before
+  assert runs.check_resume(str(model_dir), runs.make_record(
+      "transformer", "tiny", "cpu", "kjv", 4096)) is True
 
 
 def test_eval_of_a_non_run(capsys, tmp_path):

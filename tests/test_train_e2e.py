@@ -93,15 +93,19 @@ def test_t5_mesh_transformer_binary_trains_the_same_model(tmp_path):
   assert "primer_mtf.corpus_task" in config and "DenseReluDense.use_bias = True" in config
 
 
-@pytest.mark.parametrize("model", ["primer_ez", "primer", "primer_as_released"])
-def test_primer_models_train_and_validation_loss_falls(model, tmp_path):
+@pytest.mark.parametrize("model, objective", [
+    ("primer_ez", "packed_lm"), ("primer", "packed_lm"),
+    ("primer_as_released", "lm_as_released")])   # the release's model and data
+def test_primer_models_train_and_validation_loss_falls(model, objective, tmp_path):
   model_dir = str(tmp_path / model)
   _ok(run_cli("train", "--model_dir", model_dir, "--model", model,
-              "--train_steps", "100"))
+              "--objective", objective, "--train_steps", "100"))
   _ok(run_cli("eval", "--model_dir", model_dir))
   with open(os.path.join(model_dir, "eval_validation.json")) as f:
     table = json.load(f)
   assert [r["step"] for r in table] == [0, 100]
   assert table[1]["loss"] < table[0]["loss"] - 2.0, table
   with open(os.path.join(model_dir, "operative_config.gin")) as f:
-    assert "primer_mtf.MDHA" in f.read()
+    config = f.read()
+  assert "primer_mtf.MDHA" in config
+  assert ("chunks_as_released" in config) == (objective == "lm_as_released")

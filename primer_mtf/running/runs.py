@@ -20,13 +20,17 @@ from primer_mtf.planning import model_graph
 
 RUN_RECORD = "primer_mtf_run.json"
 # Settings that define the model and data; a resumed run must not change them.
-IDENTITY = ("model", "size", "corpus", "vocab_size", "vocabulary", "gin_file")
+IDENTITY = ("model", "size", "objective", "corpus", "vocab_size", "vocabulary",
+            "gin_file")
+# Records written before a setting existed had its default.
+_DEFAULTS = {"objective": configs.OBJECTIVE}
 
 
 def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
-                tfds_data_dir=None, gin_file=(), gin_param=()):
+                tfds_data_dir=None, gin_file=(), gin_param=(),
+                objective=configs.OBJECTIVE):
   """The record of a run: every flag that chose its gin files and bindings."""
-  return {"model": model, "size": size, "mesh": mesh,
+  return {"model": model, "size": size, "mesh": mesh, "objective": objective,
           "corpus": corpus_lib.canonical_name(corpus),
           "vocab_size": vocab_size, "vocabulary": vocabulary,
           "tfds_data_dir": tfds_data_dir,
@@ -57,6 +61,7 @@ def check_resume(model_dir, record):
       raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
                        "write; use a new --model_dir")
     return False
+  old = {**_DEFAULTS, **old}
   changed = [k for k in IDENTITY if old.get(k) != record.get(k)]
   if changed:
     k = changed[0]
@@ -82,7 +87,8 @@ def parse(record, extra_params=()):
   """Parses a run's gin configuration and checks that its layout divides."""
   configs.parse(record["model"], record["size"], record["mesh"], record["gin_file"],
                 corpus_bindings(record) + list(record["gin_param"]) +
-                list(extra_params))
+                list(extra_params),
+                record.get("objective", _DEFAULTS["objective"]))
   model_graph.check_layout(record["vocab_size"])
 
 
