@@ -52,6 +52,13 @@ def parser():
   ev.add_argument("--mesh", default=None, help="evaluate on another mesh")
   ev.add_argument("--gin_param", action="append", default=[])
   ev.add_argument("--max_batches", type=int, default=100)
+  ev.add_argument("--follow", action="store_true",
+                  help="evaluate checkpoints as training writes them; stop when "
+                       "the run's last step is evaluated")
+  ev.add_argument("--poll_seconds", type=float, default=30.0)
+  ev.add_argument("--timeout_seconds", type=float, default=3600.0,
+                  help="with --follow: give up after this long without a new "
+                       "checkpoint")
   plan = sub.add_parser("plan", help="parameters, FLOPs and memory per core of a "
                         "run, and whether its layout divides and fits")
   plan.add_argument("--model", default="transformer")
@@ -89,14 +96,30 @@ def train(args):
   return 0
 
 
-def evaluate(args):
-  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
-  json_path, png_path, table = runs.evaluate(args.model_dir, args.split, args.mesh,
-                                             args.gin_param, args.max_batches)
-  for row in table:
-    print(f"[eval] step {row['step']} loss {row['loss']:.4f} "
+def _eval_line(row):
+  return (f"[eval] step {row['step']} loss {row['loss']:.4f} "
           f"perplexity {row['perplexity']:.2f} "
           f"token_accuracy {row['token_accuracy']:.4f}")
+
+
+def evaluate(args):
+  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  new = []
+
+  def report(row):
+    new.append(row["step"])
+    if args.follow:
+      print(_eval_line(row), flush=True)
+
+  json_path, png_path, table = runs.evaluate(
+      args.model_dir, args.split, args.mesh, args.gin_param, args.max_batches,
+      follow=args.follow, poll_seconds=args.poll_seconds,
+      timeout_seconds=args.timeout_seconds, report=report)
+  if not args.follow:
+    for row in table:
+      print(_eval_line(row))
+  print(f"[eval] {len(new)} checkpoints evaluated now, "
+        f"{len(table) - len(new)} evaluated before")
   print(f"[eval] wrote {json_path} and {png_path}")
   return 0
 

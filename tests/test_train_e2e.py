@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -109,3 +110,55 @@ def test_primer_models_train_and_validation_loss_falls(model, objective, tmp_pat
     config = f.read()
   assert "primer_mtf.MDHA" in config
   assert ("chunks_as_released" in config) == (objective == "lm_as_released")
+
+
+def _checkpoint_bytes(model_dir):
+  """The bytes of every training file: checkpoints, their index, graph, events."""
+  out = {}
+  for name in os.listdir(model_dir):
+    path = os.path.join(model_dir, name)
+    if name.startswith(("model.ckpt-", "checkpoint", "graph.pbtxt", "events.out")):
+      with open(path, "rb") as f:
+        out[name] = f.read()
+  return out
+
+
+def test_eval_skips_evaluated_checkpoints_and_never_writes_into_them(trained, tmp_path):
+  model_dir = str(tmp_path / "evaluated_twice")
+  shutil.copytree(trained[0], model_dir, ignore=shutil.ignore_patterns("eval*", "loss.png"))
+  before = _checkpoint_bytes(model_dir)
+  assert any(n.startswith("model.ckpt-200") for n in before)
+  first = _ok(run_cli("eval", "--model_dir", model_dir))
+  assert "3 checkpoints evaluated now, 0 evaluated before" in first.stdout
+  with open(os.path.join(model_dir, "eval_validation.json")) as f:
+    table = f.read()
+  second = _ok(run_cli("eval", "--model_dir", model_dir))
+  assert "0 checkpoints evaluated now, 3 evaluated before" in second.stdout
+  assert "[eval] step 200 loss" in second.stdout
+  with open(os.path.join(model_dir, "eval_validation.json")) as f:
+    assert f.read() == table
+  assert _checkpoint_bytes(model_dir) == before
+
+
+def test_eval_follow_evaluates_checkpoints_as_training_writes_them(tmp_path):
+  model_dir = str(tmp_path / "followed")
+  train = subprocess.Popen(
+      [sys.executable, "-m", "primer_mtf", "train", "--model_dir", model_dir,
+       "--train_steps", "30", "--gin_param", "utils.run.save_checkpoints_steps = 10"],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    record = os.path.join(model_dir, "primer_mtf_run.json")
+    for _ in range(600):   # the record is written before the first checkpoint
+      if os.path.exists(record) or train.poll() is not None:
+        break
+      time.sleep(0.5)
+    follow = _ok(run_cli("eval", "--model_dir", model_dir, "--follow",
+                         "--poll_seconds", "1", "--timeout_seconds", "600"))
+  finally:
+    _, err = train.communicate(timeout=900)
+  assert train.returncode == 0, err[-3000:]
+  steps = [int(line.split()[2]) for line in follow.stdout.splitlines()
+           if line.startswith("[eval] step ")]
+  assert steps == sorted(steps) and steps[-1] == 30 and 0 in steps
+  with open(os.path.join(model_dir, "eval_validation.json")) as f:
+    assert [r["step"] for r in json.load(f)] == [0, 10, 20, 30]

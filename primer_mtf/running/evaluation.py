@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os
+import time
 
 import gin
 from mesh_tensorflow.transformer import utils as mtf_utils
@@ -105,21 +106,57 @@ def checkpoint_steps(model_dir):
   return sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in paths)
 
 
-def evaluate(model_dir, split="validation", max_batches=100):
-  """Runs perplexity eval over the run's checkpoints (gin already parsed)."""
-  steps_to_eval = checkpoint_steps(model_dir)
-  if not steps_to_eval:
-    raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
-  sequence_length = configs.sequence_length()
-  batch_size = configs.batch_sequences()
-  task = corpus_task()
-  steps = count_batches(task, sequence_length, batch_size, split, max_batches)
+def _eval_checkpoints(model_dir, steps, split, batches):
+  """mesh-tensorflow's perplexity eval of the checkpoints at ``steps``. It reads
+  the checkpoints and writes events under the eval directory only."""
   with gin.unlock_config():
     mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
                   model_dir=model_dir, mode="perplexity_eval",
                   eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
-                  eval_checkpoint_step=steps_to_eval, dataset_split=split,
-                  perplexity_eval_steps=steps)
-  eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{steps * batch_size}")
+                  eval_checkpoint_step=steps, dataset_split=split,
+                  perplexity_eval_steps=batches)
+
+
+def evaluate(model_dir, split="validation", max_batches=100, follow=False,
+             poll_seconds=30.0, timeout_seconds=3600.0, report=None):
+  """Perplexity eval of the run's checkpoints (gin already parsed).
+
+  A checkpoint already evaluated on the same split and number of examples (its
+  events are in the same eval directory) is not evaluated again. With ``follow``
+  it then waits for the checkpoints training writes, ``poll_seconds`` apart, and
+  stops once the run's last step (``utils.run.train_steps``) is evaluated, or
+  after ``timeout_seconds`` without a new checkpoint. ``report(row)`` is called
+  for each newly evaluated checkpoint. Returns the JSON path, the PNG path and
+  the table of every evaluated checkpoint.
+  """
+  final_step = configs.query("utils.run.train_steps")
+  sequence_length = configs.sequence_length()
+  batch_size = configs.batch_sequences()
+  task = corpus_task()
+  batches = count_batches(task, sequence_length, batch_size, split, max_batches)
+  eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{batches * batch_size}")
+  done = {r["step"] for r in rows(read_eval_events(eval_dir))}
+  last_new = time.time()
+  while True:
+    todo = [s for s in checkpoint_steps(model_dir) if s not in done]
+    if not todo and not done and not follow:
+      raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
+    if todo:
+      _eval_checkpoints(model_dir, todo, split, batches)
+      table = rows(read_eval_events(eval_dir))
+      for row in table:
+        if row["step"] in todo and report:
+          report(row)
+      done = {r["step"] for r in table}
+      write_results(model_dir, split, table)
+      plot(model_dir, split, table)
+      last_new = time.time()
+    if not follow or final_step in done:
+      break
+    if time.time() - last_new > timeout_seconds:
+      raise UsageError(f"no new checkpoint in {model_dir} for {timeout_seconds:.0f} s "
+                       f"and step {final_step} is not evaluated yet; is training "
+                       "running? (raise --timeout_seconds to wait longer)")
+    time.sleep(poll_seconds)
   table = rows(read_eval_events(eval_dir))
   return write_results(model_dir, split, table), plot(model_dir, split, table), table

@@ -113,8 +113,9 @@ def train(model_dir, record):
 
 
 def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
-             max_batches=100):
-  """Perplexity eval of every checkpoint of the run in ``model_dir``."""
+             max_batches=100, **follow):
+  """Perplexity eval of every checkpoint of the run in ``model_dir`` not yet
+  evaluated; ``follow``: see :func:`primer_mtf.running.evaluation.evaluate`."""
   from primer_mtf.running import evaluation  # pylint: disable=g-import-not-at-top
   record = read(model_dir)
   if record is None:
@@ -123,4 +124,4 @@ def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
   if mesh:
     record["mesh"] = mesh
   parse(record, gin_params)
-  return evaluation.evaluate(model_dir, split, max_batches)
+  return evaluation.evaluate(model_dir, split, max_batches, **follow)
