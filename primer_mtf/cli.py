@@ -68,10 +68,31 @@ def parser():
                     help="embedding rows (default: T5's vocabulary, 32,128)")
   plan.add_argument("--gin_param", action="append", default=[])
   plan.add_argument("--json", action="store_true", help="machine-readable output")
+  cmp = sub.add_parser("compare", help="the paper's speedup: compute each run "
+                       "needs to reach the first (baseline) run's final loss")
+  cmp.add_argument("model_dirs", nargs="*", metavar="RUN_DIR",
+                   help="evaluated runs, the baseline first")
+  cmp.add_argument("--output", default=".", help="where compare.json and "
+                   "compare.png go (with --train, also the runs)")
+  cmp.add_argument("--group", action="store_true",
+                   help="group runs by model: mean and spread over seeds")
+  cmp.add_argument("--split", default="validation")
+  cmp.add_argument("--train", action="store_true",
+                   help="train --models side by side first (same data and budget)")
+  cmp.add_argument("--models", nargs="+", default=["transformer", "primer_ez"])
+  cmp.add_argument("--seeds", type=int, default=1)
+  cmp.add_argument("--size", default="tiny")
+  cmp.add_argument("--mesh", default="cpu")
+  cmp.add_argument("--corpus", default="kjv")
+  cmp.add_argument("--objective", default=None)
+  cmp.add_argument("--train_steps", type=int, default=None)
+  cmp.add_argument("--evaluations", type=int, default=10,
+                   help="with --train: checkpoints (evaluations) per run")
+  cmp.add_argument("--gin_param", action="append", default=[])
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
   vocab.add_argument("--output", default=None, help="write the model here")
-  for command in (train, ev, plan, vocab):
+  for command in (train, ev, plan, cmp, vocab):
     command.add_argument("-v", "--verbose", action="store_true",
                          help="show everything TensorFlow and mesh-tensorflow log")
   return top
@@ -124,6 +145,24 @@ def evaluate(args):
   return 0
 
 
+def compare(args):
+  from primer_mtf.running import compare as compare_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  if args.train:
+    if args.model_dirs:
+      raise UsageError("give either RUN_DIRs or --train with --models, not both")
+    summary, json_path, png_path = compare_lib.train_and_compare(
+        args.models, args.seeds, args.output, args.size, args.mesh, args.corpus,
+        args.train_steps, args.evaluations, args.gin_param, args.objective)
+  else:
+    summary, json_path, png_path = compare_lib.compare(
+        args.model_dirs, args.output, args.group, args.split)
+  for line in compare_lib.format_summary(summary):
+    print(line)
+  print(f"[compare] wrote {json_path} and {png_path}")
+  return 0
+
+
 def plan(args):
   from primer_mtf.planning import planner  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
@@ -157,7 +196,7 @@ def main(argv=None):
     quiet.filter_native_stderr()
   _set_verbosity(args.verbose)
   try:
-    return {"train": train, "eval": evaluate, "plan": plan,
+    return {"train": train, "eval": evaluate, "plan": plan, "compare": compare,
             "vocab": vocab}[args.command](args)
   except UsageError as e:
     print(f"primer-mtf: error: {str(e).splitlines()[0]}", file=sys.stderr)

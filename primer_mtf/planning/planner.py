@@ -79,13 +79,13 @@ def _batch_parallelism(mesh_shape, rules):
   return mesh_shape.dims[axis].size if axis is not None else 1
 
 
-def plan(model, size, mesh="cpu", vocab_size=None, gin_params=()):
+def plan(model, size, mesh="cpu", vocab_size=None, gin_params=(), gin_files=()):
   """The plan of (model, size, mesh) as a dict; see ``format_plan``.
 
   ``vocab_size``: embedding rows, by default those of T5's vocabulary (32,128),
   which the paper recipes use (gin/vocabularies/t5.gin)."""
   vocab_size = vocab_size or vocab_lib.T5_EMBEDDING_ROWS
-  configs.parse(model, size, mesh, gin_params=gin_params)
+  configs.parse(model, size, mesh, gin_files=gin_files, gin_params=gin_params)
   if configs.query("utils.run.model_type") != "lm":
     raise UsageError("the planner covers decoder-only models (model_type lm)")
   built = model_graph.build(vocab_size)

@@ -1,0 +1,333 @@
+"""The paper's speedup measure over evaluated runs (So et al., 2021, section 4).
+
+The baseline (the first run, or with grouping the first run's model) reaches a
+final validation loss (the mean over its seeds) with its whole training budget;
+every run's speedup is that budget divided by the compute the run spent to reach
+the same loss. Compute is
+counted three ways: training FLOPs (the planner's count per step, from the run's
+own gin configuration), steps, and wall-clock seconds (from the training
+progress log). Between two evaluated checkpoints the compute at the target loss
+is interpolated linearly in log(compute), as on the paper's log-scale plots.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+
+import tensorflow.compat.v1 as tf
+
+from primer_mtf.data import vocab as vocab_lib
+from primer_mtf.errors import UsageError
+from primer_mtf.running import progress
+from primer_mtf.running import runs
+
+AXES = ("flops", "steps", "seconds")
+SUMMARY = "compare.json"
+PLOT = "compare.png"
+
+
+@dataclasses.dataclass
+class Curve:
+  """A run's validation loss after ``steps`` and what reaching each step cost."""
+  name: str
+  group: str
+  steps: list
+  losses: list
+  flops_per_step: float
+  seconds: list = None   # wall-clock seconds of training at each step, or None
+
+  def compute(self, axis):
+    if axis == "flops":
+      return [s * self.flops_per_step for s in self.steps]
+    if axis == "steps":
+      return [float(s) for s in self.steps]
+    return self.seconds
+
+
+def compute_to_reach(compute, losses, target):
+  """The compute at which a curve first gets down to ``target`` (None if never):
+  interpolated linearly in log(compute) between the two evaluations around it
+  (linearly from zero compute)."""
+  if compute is None:
+    return None
+  for i, (c, loss) in enumerate(zip(compute, losses)):
+    if loss > target:
+      continue
+    if i == 0:
+      return c
+    c0, l0 = compute[i - 1], losses[i - 1]
+    f = (l0 - target) / (l0 - loss)
+    if c0 <= 0:
+      return c0 + f * (c - c0)
+    return math.exp(math.log(c0) + f * (math.log(c) - math.log(c0)))
+  return None
+
+
+def _stats(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return None
+  return {"mean": statistics.fmean(values),
+          "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+          "min": min(values), "max": max(values), "n": len(values)}
+
+
+def speedups(curves):
+  """The speedup of every curve and group over the baseline group (the first
+  curve's group), in FLOPs, steps and seconds, as a JSON-ready dict."""
+  baseline = [c for c in curves if c.group == curves[0].group]
+  target = statistics.fmean(c.losses[-1] for c in baseline)
+  # What the baseline spent to reach its final loss: its whole budget (the mean
+  # over its seeds, whose final losses give the target).
+  base_cost = {}
+  for axis in AXES:
+    budgets = [c.compute(axis)[-1] if c.compute(axis) else None for c in baseline]
+    base_cost[axis] = None if None in budgets else statistics.fmean(budgets)
+  rows = []
+  for c in curves:
+    row = {"run": c.name, "group": c.group, "final_loss": c.losses[-1],
+           "final_step": c.steps[-1], "to_target": {}, "speedup": {}}
+    for axis in AXES:
+      cost = compute_to_reach(c.compute(axis), c.losses, target)
+      row["to_target"][axis] = cost
+      row["speedup"][axis] = (base_cost[axis] / cost if cost and base_cost[axis]
+                              else None)
+    rows.append(row)
+  groups = {}
+  for g in dict.fromkeys(c.group for c in curves):
+    members = [r for r in rows if r["group"] == g]
+    groups[g] = {"runs": [r["run"] for r in members],
+                 "reached": sum(r["to_target"]["steps"] is not None for r in members),
+                 "speedup": {a: _stats([r["speedup"][a] for r in members])
+                             for a in AXES}}
+  return {"baseline": curves[0].group, "target_loss": target, "runs": rows,
+          "groups": groups}
+
+
+def wall_clock(log_rows, tokens_per_step):
+  """[(step, training seconds up to it)] from the progress log: each report's
+  interval is its steps over its own measured rate, so the time a run spent
+  stopped between a crash and its resumption is not counted."""
+  points, total, last_step = [(0, 0.0)], 0.0, 0
+  for r in sorted(log_rows, key=lambda r: (r["time"], r["step"])):
+    steps = r["step"] - last_step
+    if steps > 0 and r["tokens_per_sec"] > 0:
+      total += steps * tokens_per_step / r["tokens_per_sec"]
+      points.append((r["step"], total))
+    last_step = r["step"]
+  return points
+
+
+def _interpolate(points, step):
+  for (s0, t0), (s1, t1) in zip(points, points[1:]):
+    if s0 <= step <= s1:
+      return t0 + (t1 - t0) * (step - s0) / max(s1 - s0, 1)
+  return None
+
+
+def _embedding_rows(model_dir, record):
+  """The run's vocabulary rows: from its latest checkpoint, else its record."""
+  ckpt = tf.train.latest_checkpoint(model_dir)
+  if ckpt:
+    for name, shape in tf.train.list_variables(ckpt):
+      if name.endswith("embedding") and len(shape) == 2:
+        return shape[0]
+  return vocab_lib.embedding_rows(record["vocab_size"])
+
+
+_plans = {}
+
+
+def _plan(record, rows):
+  """The planner's count for a run (cached: runs of one model share it)."""
+  from primer_mtf.planning import planner  # pylint: disable=g-import-not-at-top
+  key = json.dumps([record["model"], record["size"], record["gin_file"],
+                    record["gin_param"], rows])
+  if key not in _plans:
+    _plans[key] = planner.plan(record["model"], record["size"], "cpu", rows,
+                               record["gin_param"], record["gin_file"])
+  return _plans[key]
+
+
+def read_run(model_dir, split="validation"):
+  """(record, eval table, embedding rows) of an evaluated run; one line if not."""
+  record = runs.read(model_dir)
+  if record is None:
+    raise UsageError(f"{model_dir} is not a primer-mtf run (no {runs.RUN_RECORD})")
+  table_path = os.path.join(model_dir, f"eval_{split}.json")
+  if not tf.io.gfile.exists(table_path):
+    raise UsageError(f"{model_dir} has no {split} evaluation; run "
+                     f"`primer-mtf eval --model_dir {model_dir}` first")
+  with tf.io.gfile.GFile(table_path) as f:
+    table = json.load(f)
+  if len(table) < 2:
+    raise UsageError(f"{model_dir} has {len(table)} evaluated checkpoint; compare "
+                     "needs a curve (evaluate at least two checkpoints)")
+  return record, table, _embedding_rows(model_dir, record)
+
+
+def identity(record, table, rows):
+  """What two runs must share to be compared: vocabulary and validation data."""
+  return {"vocabulary": (record.get("vocabulary"), rows),
+          "validation data": (record["corpus"], record.get("tfds_data_dir"),
+                              record.get("objective", "packed_lm"),
+                              table[-1].get("num_eval_tokens"))}
+
+
+def curve(model_dir, record, table, rows, group_by_model=False):
+  """The Curve of a run read by :func:`read_run`."""
+  name = os.path.basename(os.path.normpath(model_dir))
+  plan = _plan(record, rows)
+  result = Curve(name=name, group=record["model"] if group_by_model else name,
+                 steps=[r["step"] for r in table], losses=[r["loss"] for r in table],
+                 flops_per_step=plan["flops_per_step"])
+  log_path = os.path.join(model_dir, progress.TRAIN_LOG)
+  if tf.io.gfile.exists(log_path):
+    with tf.io.gfile.GFile(log_path) as f:
+      log_rows = [json.loads(line) for line in f if line.strip()]
+    points = wall_clock(log_rows, plan["batch_sequences"] * plan["sequence_length"])
+    seconds = [_interpolate(points, s) for s in result.steps]
+    result.seconds = None if None in seconds else seconds
+  return result
+
+
+def check_comparable(names, identities):
+  """One line where two runs differ in vocabulary or validation data."""
+  first = identities[0]
+  for name, identity in zip(names[1:], identities[1:]):
+    for what in first:
+      if identity[what] != first[what]:
+        raise UsageError(f"{names[0]} and {name} differ in {what} "
+                         f"({first[what]} vs {identity[what]}); compare runs "
+                         f"evaluated on the same {what}")
+
+
+def plot(curves, summary, path):
+  """Validation loss against training FLOPs, one curve per run, the target loss
+  and where each run reaches it."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(8, 5))
+  colors = {g: f"C{i}" for i, g in enumerate(summary["groups"])}
+  target = summary["target_loss"]
+  labelled = set()
+  for curve, row in zip(curves, summary["runs"]):
+    flops = curve.compute("flops")
+    keep = [i for i, f in enumerate(flops) if f > 0]
+    stats = summary["groups"][curve.group]["speedup"]["flops"]
+    label = None
+    if curve.group not in labelled:
+      labelled.add(curve.group)
+      label = curve.group + (f" ({stats['mean']:.2f}x" + (
+          f" ± {stats['std']:.2f}" if stats["n"] > 1 else "") + ")"
+                             if stats else " (never reached)")
+    ax.plot([flops[i] for i in keep], [curve.losses[i] for i in keep], "o-",
+            color=colors[curve.group], alpha=0.8, markersize=3, label=label)
+    reached = row["to_target"]["flops"]
+    if reached:
+      ax.plot([reached], [target], "*", color=colors[curve.group], markersize=12)
+  ax.axhline(target, color="gray", linestyle="--", linewidth=1,
+             label=f"baseline's final loss {target:.3f}")
+  ax.set_xscale("log")
+  ax.set_xlabel("training FLOPs")
+  ax.set_ylabel("validation loss (nats/token)")
+  ax.set_title(f"speedup over {summary['baseline']} in training FLOPs "
+               "to reach its final loss")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend()
+  with tf.io.gfile.GFile(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+
+def compare(model_dirs, output=".", group_by_model=False, split="validation"):
+  """Reads the runs, checks they are comparable, writes compare.json and
+  compare.png into ``output``; returns the summary and the two paths."""
+  if len(model_dirs) < 2:
+    raise UsageError("compare needs a baseline run and at least one other run")
+  names = [os.path.basename(os.path.normpath(d)) for d in model_dirs]
+  if len(set(names)) < len(names):
+    raise UsageError("two runs have the same folder name; give each run its own name")
+  read = [read_run(d, split) for d in model_dirs]
+  check_comparable(names, [identity(*r) for r in read])
+  curves = [curve(d, *r, group_by_model=group_by_model)
+            for d, r in zip(model_dirs, read)]
+  summary = speedups(curves)
+  summary["split"] = split
+  summary["run_dirs"] = list(model_dirs)
+  tf.io.gfile.makedirs(output)
+  json_path = os.path.join(output, SUMMARY)
+  png_path = os.path.join(output, PLOT)
+  plot(curves, summary, png_path)
+  with tf.io.gfile.GFile(json_path, "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary, json_path, png_path
+
+
+def format_summary(summary):
+  """Lines for the terminal: the target, then each group's speedups."""
+  lines = [f"[compare] baseline {summary['baseline']}: final {summary['split']} loss "
+           f"{summary['target_loss']:.4f}"]
+  for group, g in summary["groups"].items():
+    parts = []
+    for axis, label in (("flops", "FLOPs"), ("steps", "steps"),
+                        ("seconds", "wall-clock")):
+      s = g["speedup"][axis]
+      if s is None:
+        parts.append(f"{label} never reached" if axis != "seconds" or g["reached"]
+                     == 0 else f"{label} n/a")
+      elif s["n"] > 1:
+        parts.append(f"{label} {s['mean']:.2f}x ± {s['std']:.2f} "
+                     f"({s['min']:.2f}-{s['max']:.2f}, n={s['n']})")
+      else:
+        parts.append(f"{label} {s['mean']:.2f}x")
+    reached = f"{g['reached']}/{len(g['runs'])} runs reach it"
+    lines.append(f"[compare] {group}: {', '.join(parts)}; {reached}")
+  return lines
+
+
+def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kjv",
+                      train_steps=None, evaluations=10, gin_params=(), objective=None):
+  """Trains each model with each seed on the same data and budget, evaluates
+  every run and compares them (grouped by model when seeds > 1).
+
+  Seed k sets the training data order (``mesh_train_dataset_fn.seed``) for every
+  model alike. Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and
+  evaluates only checkpoints not evaluated yet, so it costs nothing once done.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from primer_mtf import configs  # pylint: disable=g-import-not-at-top
+  if len(models) < 2:
+    raise UsageError("compare --train needs at least two --models, the baseline first")
+  for model in models:
+    configs.resolve("models", model)
+  configs.parse(models[0], size, mesh, gin_params=gin_params)
+  steps = train_steps or configs.query("utils.run.train_steps")
+  if not steps:
+    raise UsageError(f"size {size!r} sets no train steps; give --train_steps")
+  every = max(steps // evaluations, 1)
+  model_dirs, total = [], seeds * len(models)
+  for seed in range(seeds):
+    for model in models:
+      model_dir = os.path.join(output, "runs", f"{model}_seed{seed}")
+      model_dirs.append(model_dir)
+      print(f"[compare] {len(model_dirs)}/{total}: {model}, seed {seed} -> {model_dir}",
+            file=sys.stderr, flush=True)
+      command = [sys.executable, "-m", "primer_mtf"]
+      train = ["train", "--model_dir", model_dir, "--model", model, "--size", size,
+               "--mesh", mesh, "--corpus", corpus, "--train_steps", str(steps),
+               "--gin_param", f"mesh_train_dataset_fn.seed = {1234 + seed}",
+               "--gin_param", f"utils.run.save_checkpoints_steps = {every}"]
+      if objective:
+        train += ["--objective", objective]
+      for p in gin_params:
+        train += ["--gin_param", p]
+      for args in (train, ["eval", "--model_dir", model_dir]):
+        if subprocess.run(command + args, check=False).returncode:
+          raise UsageError(f"`primer-mtf {args[0]}` of {model_dir} failed (its "
+                           "error is above); fix it and rerun: finished runs are kept")
+  return compare(model_dirs, output, group_by_model=seeds > 1)

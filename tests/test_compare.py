@@ -1,0 +1,152 @@
+"""The paper's speedup measure: synthetic curves with known answers, the run
+files it reads, and its refusals."""
+import json
+import math
+import os
+
+import pytest
+
+import primer_mtf  # pylint: disable=unused-import
+from primer_mtf import cli
+from primer_mtf.running import compare
+from primer_mtf.running import runs
+
+from conftest import run_cli
+
+
+def _power_law(c):
+  """Validation loss after c FLOPs: L = 2 + 40 c^-0.25 (10 at zero compute)."""
+  return 10.0 if c <= 0 else min(10.0, 2.0 + 40.0 * c ** -0.25)
+
+
+def _curve(name, factor, flops_per_step, steps=range(0, 1001, 10), group=None):
+  """A run whose loss at compute c is the baseline's at factor x c."""
+  losses = [_power_law(factor * s * flops_per_step) for s in steps]
+  return compare.Curve(name, group or name, list(steps), losses, flops_per_step)
+
+
+def test_two_power_laws_offset_by_a_known_factor_give_that_factor():
+  base = _curve("t5", 1.0, 1e9)
+  other = _curve("primer", 2.5, 2e9)    # 2.5x less compute, 2x the FLOPs a step
+  summary = compare.speedups([base, other])
+  assert summary["target_loss"] == base.losses[-1]
+  row = summary["runs"][1]
+  assert row["speedup"]["flops"] == pytest.approx(2.5, rel=0.01)
+  assert row["speedup"]["steps"] == pytest.approx(5.0, rel=0.01)
+  assert summary["runs"][0]["speedup"]["flops"] == pytest.approx(1.0)
+
+
+def test_log_space_interpolation_is_exact_for_a_log_linear_curve():
+  compute = [0.0, 10.0, 100.0, 1000.0]
+  losses = [9.0, 6.0, 4.0, 2.0]          # loss linear in log10(compute) above 10
+  assert compare.compute_to_reach(compute, losses, 5.0) == pytest.approx(10 ** 1.5)
+  assert compare.compute_to_reach(compute, losses, 7.5) == pytest.approx(5.0)
+  assert compare.compute_to_reach(compute, losses, 1.9) is None
+
+
+def test_a_run_that_never_gets_there_is_marked_not_averaged():
+  base = _curve("t5", 1.0, 1e9)
+  stalled = compare.Curve("stalled", "stalled", base.steps,
+                          [max(loss, base.losses[-1] + 0.1) for loss in base.losses],
+                          1e9)
+  summary = compare.speedups([base, stalled])
+  assert summary["runs"][1]["speedup"]["flops"] is None
+  assert summary["groups"]["stalled"]["reached"] == 0
+  assert summary["groups"]["stalled"]["speedup"]["flops"] is None
+  summary["split"] = "validation"
+  assert "FLOPs never reached" in compare.format_summary(summary)[-1]
+
+
+def test_groups_report_mean_and_spread_over_seeds():
+  curves = [_curve(f"t5_{i}", f, 1e9, group="t5") for i, f in enumerate((0.9, 1.0, 1.1))]
+  curves += [_curve(f"ez_{i}", f, 1e9, group="ez") for i, f in enumerate((1.8, 2.0, 2.2))]
+  summary = compare.speedups(curves)
+  target = sum(c.losses[-1] for c in curves[:3]) / 3
+  assert summary["target_loss"] == pytest.approx(target)
+  ez = summary["groups"]["ez"]["speedup"]["steps"]
+  runs_ez = [r["speedup"]["steps"] for r in summary["runs"][3:]]
+  assert ez["n"] == 3 and ez["mean"] == pytest.approx(sum(runs_ez) / 3)
+  assert ez["min"] < ez["mean"] < ez["max"] and ez["std"] > 0
+  assert 1.7 < ez["mean"] < 2.3
+
+
+def test_wall_clock_counts_each_report_at_its_own_rate():
+  """Two sessions: the time between them (a crash, a queue) is not training."""
+  log = [{"step": 1, "tokens_per_sec": 10.0, "time": 100.0},     # 1 step: 1 s
+         {"step": 10, "tokens_per_sec": 90.0, "time": 101.0},    # 9 steps: 1 s
+         {"step": 11, "tokens_per_sec": 5.0, "time": 5000.0},    # resumed: 2 s
+         {"step": 20, "tokens_per_sec": 45.0, "time": 5002.0}]   # 9 steps: 2 s
+  points = compare.wall_clock(log, tokens_per_step=10)
+  assert points == [(0, 0.0), (1, 1.0), (10, 2.0), (11, 4.0), (20, 6.0)]
+
+
+def _fake_run(root, name, model, losses, vocab_size=4096, every=100):
+  """A run folder as train and eval leave it (no checkpoints needed)."""
+  model_dir = root / name
+  model_dir.mkdir()
+  runs.write(str(model_dir), runs.make_record(model, "tiny", "cpu", "kjv", vocab_size))
+  table = [{"step": i * every, "loss": loss, "perplexity": math.exp(loss),
+            "token_accuracy": 0.1, "num_eval_tokens": 2048.0}
+           for i, loss in enumerate(losses)]
+  (model_dir / "eval_validation.json").write_text(json.dumps(table))
+  log = [{"step": s, "loss": 1.0, "tokens_per_sec": 2048.0, "time": float(s)}
+         for s in range(10, every * (len(losses) - 1) + 1, 10)]
+  (model_dir / "train_progress.jsonl").write_text(
+      "".join(json.dumps(r) + "\n" for r in log))
+  return str(model_dir)
+
+
+@pytest.mark.graph
+def test_compare_command_reads_runs_and_writes_json_and_png(tmp_path, capsys):
+  base = _fake_run(tmp_path, "t5", "transformer", [8.3, 6.0, 5.0, 4.5])
+  ez = _fake_run(tmp_path, "ez", "primer_ez", [8.3, 5.0, 4.5, 4.2])
+  out = tmp_path / "out"
+  assert cli.main(["compare", base, ez, "--output", str(out)]) == 0
+  printed = capsys.readouterr().out
+  summary = json.loads((out / "compare.json").read_text())
+  assert (out / "compare.png").stat().st_size > 10000
+  row = summary["runs"][1]
+  assert row["to_target"]["steps"] == pytest.approx(200.0)   # reaches 4.5 at step 200
+  assert row["speedup"]["steps"] == pytest.approx(1.5)
+  # primer_ez costs a little more a step than the baseline (the taps' FLOPs)
+  flops_ratio = row["to_target"]["flops"] / row["to_target"]["steps"] / (
+      summary["runs"][0]["to_target"]["flops"] / summary["runs"][0]["to_target"]["steps"])
+  assert 1.0 < flops_ratio < 1.05
+  assert row["speedup"]["flops"] == pytest.approx(1.5 / flops_ratio)
+  # 16 sequences x 128 tokens a step at 2,048 tokens/s: one second a step
+  assert row["to_target"]["seconds"] == pytest.approx(200.0)
+  assert f"[compare] ez: FLOPs {row['speedup']['flops']:.2f}x, steps 1.50x, " \
+      "wall-clock 1.50x; 1/1 runs reach it" in printed
+
+
+def test_runs_on_different_vocabularies_are_refused_with_nothing_written(tmp_path, capsys):
+  base = _fake_run(tmp_path, "t5", "transformer", [8.3, 4.5])
+  other = _fake_run(tmp_path, "ez", "primer_ez", [7.0, 4.0], vocab_size=2048)
+  out = tmp_path / "out"
+  assert cli.main(["compare", base, other, "--output", str(out)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "t5 and ez differ in vocabulary" in err[0], err
+  assert not out.exists()
+
+
+def test_an_unevaluated_run_is_refused(tmp_path, capsys):
+  base = _fake_run(tmp_path, "t5", "transformer", [8.3, 4.5])
+  bare = tmp_path / "bare"
+  bare.mkdir()
+  runs.write(str(bare), runs.make_record("primer_ez", "tiny", "cpu", "kjv", 4096))
+  assert cli.main(["compare", base, str(bare), "--output", str(tmp_path / "o")]) == 2
+  assert "has no validation evaluation; run `primer-mtf eval" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_compare_train_runs_the_models_side_by_side(tmp_path):
+  out = tmp_path / "cmp"
+  result = run_cli("compare", "--train", "--models", "transformer", "primer_ez",
+                   "--train_steps", "20", "--evaluations", "2", "--output", str(out))
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((out / "compare.json").read_text())
+  assert [r["run"] for r in summary["runs"]] == ["transformer_seed0", "primer_ez_seed0"]
+  for run in ("transformer_seed0", "primer_ez_seed0"):
+    with open(os.path.join(out, "runs", run, "eval_validation.json")) as f:
+      assert [r["step"] for r in json.load(f)] == [0, 10, 20]
+  assert "[compare] primer_ez_seed0:" in result.stdout
