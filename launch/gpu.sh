@@ -8,6 +8,11 @@
 #
 # The mesh's device count must not exceed the GPUs that nvidia-smi lists; the
 # (model, size, mesh) plan is checked before anything runs.
+# One host only. mesh-tensorflow runs GPUs through its placement mesh: one TF1 graph
+# whose devices utils.run hands to one Estimator in this process. Spanning hosts
+# would need TensorFlow servers started on the others and a session on the cluster,
+# which neither mesh-tensorflow's utils.run nor T5's binary sets up (their one
+# multi-host path is the TPU), so multi-host GPU training is not supported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh

@@ -1,21 +1,60 @@
 #!/usr/bin/env bash
 # Installs primer-mtf and its pinned stack into ./.venv (or $PRIMER_MTF_VENV).
 # Idempotent: a second run only reinstalls primer-mtf itself.
-# Needs Python 3.9-3.11 (TensorFlow 2.15); set PYTHON to choose the interpreter.
+#
+#   launch/install.sh [--tensorflow registry|system] [--dry_run]
+#
+# --tensorflow registry (default; CPU and GPU): the venv is the whole environment,
+#   TensorFlow included, from the package registry.
+# --tensorflow system (Cloud TPU VMs; launch/tpu.sh install runs it): the venv
+#   also sees the interpreter's own packages, and the lock goes in without its
+#   tensorflow line, so that the image's TPU build of TensorFlow 2.15 is the one
+#   imported (the registry wheel does not drive a TPU VM's TPU:
+#   https://github.com/tensorflow/tensorflow/issues/52149). The lock's other pins
+#   (numpy, protobuf, keras, tensorflow-estimator, tensorflow-text 2.15) take
+#   precedence over the image's and are the versions TensorFlow 2.15 needs.
+# Needs Python 3.10 or 3.11 (the lock's pins; TensorFlow 2.15's TPU VM images run
+# 3.10); set PYTHON to choose the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=launch/common.sh
+source launch/common.sh
+
+tensorflow=registry takes_gin_param=0
+parse_flags tensorflow -- "$@"
 venv="${PRIMER_MTF_VENV:-.venv}"
 python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(not ((3, 9) <= sys.version_info[:2] <= (3, 11)))'; then
-  echo "install.sh: error: $("$python" --version 2>&1) found; TensorFlow 2.15 needs Python 3.9-3.11 (set PYTHON=python3.11)" >&2
-  exit 2
+if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 11)))'; then
+  die "$("$python" --version 2>&1) found; the lock needs Python 3.10 or 3.11 (set PYTHON=python3.11)"
 fi
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
+case "$tensorflow" in
+  registry) sees_system=false ;;
+  system)
+    "$python" -c 'import sys, tensorflow as tf; sys.exit(not tf.__version__.startswith("2.15."))' \
+      2>/dev/null || die "--tensorflow system needs TensorFlow 2.15 in $python (a tpu-vm-tf-2.15 image)"
+    sees_system=true ;;
+  *) die "--tensorflow is registry (the venv's own) or system (the interpreter's, on a TPU VM)" ;;
+esac
+if [ -x "$venv/bin/python" ]; then
+  grep -qx "include-system-site-packages = $sees_system" "$venv/pyvenv.cfg" ||
+    die "$venv was made for another --tensorflow; remove it and run again"
+elif [ "$sees_system" = true ]; then
+  run_cmd "$python" -m venv --system-site-packages "$venv"
+else
+  run_cmd "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade "pip==24.2"
+run_cmd "$venv/bin/python" -m pip install --quiet --upgrade "pip==24.2"
+lock=requirements.lock
+if [ "$sees_system" = true ]; then
+  lock="$venv/requirements-without-tensorflow.lock"
+  run_to "$lock" sed '/^tensorflow==/d' requirements.lock
+fi
 # Exact pins, no resolution: the lock file is the whole environment.
-"$venv/bin/python" -m pip install --quiet --no-deps -r requirements.lock
-rm -rf build   # setuptools would copy modules that were moved or removed since
-"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
-echo "installed primer-mtf into $venv"
+run_cmd "$venv/bin/python" -m pip install --quiet --no-deps -r "$lock"
+run_cmd rm -rf build   # setuptools would copy modules that were moved or removed since
+run_cmd "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
+if [ "$sees_system" = true ]; then
+  run_cmd env TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -W ignore -c \
+    'import tensorflow as tf; print("TensorFlow", tf.__version__, "from", tf.__file__)'
+fi
+[ "$dry_run" = 1 ] || echo "installed primer-mtf into $venv"

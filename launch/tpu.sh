@@ -1,39 +1,79 @@
 #!/usr/bin/env bash
 # Runs primer-mtf on a Google Cloud TPU VM slice, the way the paper's T5 runs did:
-# T5's t5_mesh_transformer binary with gin files for model, size, mesh and
-# objective; checkpoints and TFDS data on a bucket.
+# T5's t5_mesh_transformer binary with gin files for objective, model, size, mesh
+# and vocabulary; checkpoints and TFDS data on a bucket.
 #
-#   launch/tpu.sh COMMAND --name NAME --zone ZONE --project PROJECT --mesh MESH \
-#       --bucket gs://BUCKET [--model primer] [--size xl] [--run RUN] [--dry_run]
+#   launch/tpu.sh COMMAND[,COMMAND...] --name NAME --zone ZONE --project PROJECT \
+#       --mesh MESH --size SIZE --bucket gs://BUCKET [--model primer] [--run RUN] \
+#       [--dry_run]
 #
-# COMMAND: create | install | train | eval | finetune | delete
-#   create    create the slice the mesh needs (its topology from primer-mtf plan)
-#   install   copy this checkout to every worker and run launch/install.sh there
-#   train     train MODEL at SIZE on MESH; model dir gs://BUCKET/runs/RUN
-#   eval      continuous perplexity eval of that model dir (gin/eval/perplexity.gin)
-#   finetune  train from --init_checkpoint CKPT into gs://BUCKET/runs/RUN
+# COMMAND (several, joined by commas, run in that order):
+#   create    check the bucket, then create the slice the mesh needs (its topology
+#             from primer-mtf plan) with the TensorFlow 2.15 TPU VM image for it
+#   install   ship this checkout's HEAD to every worker and install it there into
+#             the image's own TensorFlow (launch/install.sh --tensorflow system)
+#   train     train MODEL at SIZE on MESH into gs://BUCKET/runs/RUN, from one client
+#   eval      perplexity eval (gin/eval/perplexity.gin) of that run's checkpoints:
+#             --checkpoints all (default) evaluates every checkpoint and stops, so
+#             it runs after training on the same slice; --checkpoints continuous
+#             waits for new ones, beside training, on a slice of its own
+#   finetune  train from --init_checkpoint gs://.../model.ckpt-N into the run
 #   delete    delete the slice
-# Other flags: --corpus (c4, lm1b, pg19; default c4), --tfds_data_dir (default
-# gs://BUCKET/tfds), --train_steps N, --vocabulary gs://.../spm.model (default:
-# T5's vocabulary, as the paper),
-# --runtime VERSION, --gin_param BINDING (repeatable).
-# --dry_run prints the exact commands and runs nothing. Every command first checks
-# the (model, size, mesh) plan locally, so a layout that does not divide or fit
-# stops here, before anything is created.
+#   run       create,install,train,eval,delete
+# Other flags: --objective (a file of gin/objectives/, default packed_lm), --corpus
+# (default c4), --tfds_data_dir (default gs://BUCKET/tfds), --train_steps N,
+# --vocabulary gs://.../spm.model (default gin/vocabularies/t5.gin: T5's, as the
+# paper), --runtime IMAGE, --accelerator TYPE (must be the mesh's), --gin_param
+# BINDING (repeatable).
+# --dry_run prints the exact commands and runs nothing. The (model, size, mesh) plan
+# is checked first, so a layout that does not divide or fit stops here, before
+# anything is created.
+#
+# How this follows the Cloud TPU documentation:
+# * The image. TensorFlow on a TPU VM must be the TPU build the tpu-vm-tf-* images
+#   ship; the PyPI wheel does not drive the TPU
+#   (https://github.com/tensorflow/tensorflow/issues/52149). That build of 2.15 is a
+#   Python 3.10 (cp310) wheel with libtpu 1.9.0
+#   (https://cloud.google.com/vertex-ai/docs/training/training-with-tpu-vm).
+#   install therefore makes a venv that sees the image's packages and installs the
+#   lock without tensorflow (launch/install.sh). The image per slice: slice_runtime
+#   in launch/common.sh, with its sources.
+# * One client. A multi-host slice gets a -pod image, and the training (or eval)
+#   process runs once, on worker 0, with TPU_NAME set and TPU_LOAD_LIBRARY=0: the
+#   TPUClusterResolver finds every worker of the slice through the Cloud TPU API and
+#   one TPUEstimator drives them all. That is how Google's TensorFlow-on-TPU tests run
+#   pod slices (GoogleCloudPlatform/ml-auto-solutions,
+#   dags/solutions_team/configs/tensorflow/solutionsteam_tf_nightly_supported_config.py:
+#   all_workers=not is_pod, TPU_LOAD_LIBRARY=0 on pods; on one host --tpu=local and,
+#   for PJRT, TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so). --tpu=local is the
+#   resolver's name for a TPU attached to this VM
+#   (https://www.tensorflow.org/api_docs/python/tf/distribute/cluster_resolver/TPUClusterResolver).
+#   Every worker still gets the install (ssh --worker=all,
+#   https://cloud.google.com/tpu/docs/managing-tpus-tpu-vm).
+# * Eval. A slice runs one TPU program at a time, so eval never shares the slice
+#   with a training job: it runs after training (run, and the paper recipes), or
+#   continuously on another slice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-[ $# -ge 1 ] || die "give a command: create, install, train, eval, finetune or delete"
-command="$1"; shift
-case "$command" in create|install|train|eval|finetune|delete) ;;
-  *) die "unknown command '$command'; use create, install, train, eval, finetune or delete" ;;
-esac
-model=primer size=tiny mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" train_steps=""
-vocabulary="" accelerator="" name="" zone="" project="" runtime="" init_checkpoint=""
+usage="use create, install, train, eval, finetune, delete or run (several joined by commas)"
+[ $# -ge 1 ] || die "give a command: $usage"
+IFS=, read -r -a given <<< "$1"; shift
+commands=()
+for c in "${given[@]}"; do
+  case "$c" in
+    create|install|train|eval|finetune|delete) commands+=("$c") ;;
+    run) commands+=(create install train eval delete) ;;
+    *) die "unknown command '$c'; $usage" ;;
+  esac
+done
+model=primer size="" mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" train_steps=""
+vocabulary="" objective=packed_lm accelerator="" name="" zone="" project="" runtime=""
+init_checkpoint="" checkpoints=all
 parse_flags model size mesh bucket run corpus tfds_data_dir train_steps vocabulary \
-  accelerator name zone project runtime init_checkpoint -- "$@"
+  objective accelerator name zone project runtime init_checkpoint checkpoints -- "$@"
 
 [ -n "$name" ] || die "--name NAME (the TPU VM) is required"
 [ -n "$zone" ] || die "--zone ZONE is required"
@@ -41,7 +81,26 @@ parse_flags model size mesh bucket run corpus tfds_data_dir train_steps vocabula
 [ -n "$bucket" ] || die "--bucket gs://BUCKET is required: checkpoints and data live there"
 case "$bucket" in gs://?*) ;; *) die "--bucket must be a gs:// path, not '$bucket'" ;; esac
 bucket="${bucket%/}"
+tfds_data_dir="${tfds_data_dir:-$bucket/tfds}"
+case "$tfds_data_dir" in gs://?*) ;; *) die "--tfds_data_dir must be a gs:// path: every worker reads it" ;; esac
 [ -n "$mesh" ] || die "--mesh MESH is required; see gin/meshes/"
+[ -n "$size" ] || die "--size SIZE is required; see gin/sizes/"
+[ -f "gin/objectives/$objective.gin" ] || die "unknown --objective '$objective'; see gin/objectives/"
+case "$checkpoints" in all|continuous) ;;
+  *) die "--checkpoints is all (after training) or continuous (on a slice of its own)" ;;
+esac
+case " ${commands[*]} " in *" finetune "*)
+  case "$init_checkpoint" in gs://?*) ;;
+    *) die "finetune needs --init_checkpoint gs://.../model.ckpt-N" ;;
+  esac ;;
+esac
+if [ "$checkpoints" = continuous ]; then
+  case " ${commands[*]} " in *" eval "*)
+    case " ${commands[*]} " in *" train "*|*" finetune "*)
+      die "continuous eval waits for checkpoints forever: run it on a slice of its own, not after training" ;;
+    esac ;;
+  esac
+fi
 read_plan "$model" "$size" "$mesh"   # the slice comes from the planner, not from gin files
 topology="$plan_topology"
 [ -n "$topology" ] || die "mesh '$mesh' is not a TPU mesh; use launch/gpu.sh or launch/local.sh"
@@ -50,62 +109,89 @@ if [ -n "$accelerator" ] && [ "$accelerator" != "$topology" ]; then
 fi
 check_plan   # one clear line and exit 2 where the layout does not divide or fit
 
+if [ -z "$runtime" ]; then runtime=$(slice_runtime "$topology"); fi
+check_runtime "$topology" "$runtime"
+multi_host=0
+if slice_is_multi_host "$topology"; then multi_host=1; fi
 model_dir="$bucket/runs/${run:-${model}_${size}}"
-tfds_data_dir="${tfds_data_dir:-$bucket/tfds}"
-if [ -z "$runtime" ]; then
-  case "$topology" in
-    v3-8|v4-8) runtime="tpu-vm-tf-2.15.0-se" ;;
-    *) runtime="tpu-vm-tf-2.15.0-pod-se" ;;
-  esac
-fi
+archive="${TMPDIR:-/tmp}/primer-mtf-$name.tar.gz"
+
 tpu_vm() {  # SUBCOMMAND ARG...: gcloud's flags follow the subcommand, or it refuses
   local subcommand="$1"; shift
   run_cmd gcloud compute tpus tpu-vm "$subcommand" "$@" --project "$project" --zone "$zone"
 }
 
-on_workers() {  # runs a shell command on every worker of the slice
-  tpu_vm ssh "$name" --worker=all --command "$1"
-}
+# The one client: worker 0; the slice's name and the API on a multi-host slice.
+client="cd primer-mtf &&"
+if [ "$multi_host" = 1 ]; then
+  client+=" TPU_NAME=$name TPU_LOAD_LIBRARY=0"
+  tpu_flags="--tpu=$name --tpu_zone=$zone --gcp_project=$project"
+else
+  case "$runtime" in *-pjrt)
+    client+=" NEXT_PLUGGABLE_DEVICE_USE_C_API=true TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so" ;;
+  esac
+  tpu_flags="--tpu=local"
+fi
 
-binary_command() {  # MODEL_DIR [--gin_file=F | BINDING]...: a t5_mesh_transformer line
-  local cmd arg
-  cmd="cd primer-mtf && .venv/bin/t5_mesh_transformer --tpu=$name --tpu_zone=$zone"
-  cmd+=" --gcp_project=$project --model_dir=$1 --module_import=primer_mtf"
-  cmd+=" --gin_location_prefix=gin/ --t5_tfds_data_dir=$tfds_data_dir"
-  cmd+=" --gin_file=objectives/packed_lm.gin --gin_file=models/$model.gin"
-  cmd+=" --gin_file=sizes/$size.gin --gin_file=meshes/$mesh.gin"
-  shift
-  for arg in "$@" "${run_params[@]}"; do
-    case "$arg" in
-      --gin_file=*) cmd+=" $arg" ;;
-      *) cmd+=" --gin_param=$(printf '%q' "$arg")" ;;
-    esac
-  done
-  printf '%s' "$cmd"
-}
-
-# Every worker must tokenize alike: use one shared vocabulary, by default T5's
-# (32,000 pieces, padded to 32,128 as in the paper), never one trained per worker.
-vocabulary="${vocabulary:-gs://t5-data/vocabs/cc_all.32000/sentencepiece.model}"
-run_params=("corpus_task.corpus = '$corpus'" "corpus_task.tfds_data_dir = '$tfds_data_dir'"
-            "corpus_task.vocabulary = '$vocabulary'")
+# Gin strings in double quotes keep the printed commands readable (shell_quote).
+run_params=("corpus_task.corpus = \"$corpus\"" "corpus_task.tfds_data_dir = \"$tfds_data_dir\"")
+vocabulary_gin=vocabularies/t5.gin   # T5's 32,000 pieces + 100 extra ids, as the paper
+if [ -n "$vocabulary" ]; then
+  vocabulary_gin=""
+  run_params+=("corpus_task.vocabulary = \"$vocabulary\"")
+fi
 [ -z "$train_steps" ] || run_params+=("utils.run.train_steps = $train_steps")
 run_params+=("${gin_params[@]+"${gin_params[@]}"}")
 
-case "$command" in
-  create)
-    tpu_vm create "$name" --accelerator-type "$topology" --version "$runtime" ;;
-  install)
-    tpu_vm scp --recurse --worker=all . "$name:primer-mtf"
-    on_workers "cd primer-mtf && bash launch/install.sh" ;;
-  train)
-    on_workers "$(binary_command "$model_dir")" ;;
-  eval)
-    on_workers "$(binary_command "$model_dir" --gin_file=eval/perplexity.gin)" ;;
-  finetune)
-    [ -n "$init_checkpoint" ] || die "finetune needs --init_checkpoint gs://.../model.ckpt-N"
-    case "$init_checkpoint" in gs://?*) ;; *) die "--init_checkpoint must be a gs:// path" ;; esac
-    on_workers "$(binary_command "$model_dir" "utils.run.init_checkpoint = '$init_checkpoint'")" ;;
-  delete)
-    tpu_vm delete "$name" --quiet ;;
-esac
+on_client() {  # [--gin_file=F | BINDING]...: t5_mesh_transformer on worker 0 alone
+  local cmd arg
+  cmd="$client .venv/bin/t5_mesh_transformer $tpu_flags --model_dir=$model_dir"
+  cmd+=" --module_import=primer_mtf --gin_location_prefix=gin/"
+  cmd+=" --t5_tfds_data_dir=$tfds_data_dir --gin_file=objectives/$objective.gin"
+  cmd+=" --gin_file=models/$model.gin --gin_file=sizes/$size.gin"
+  cmd+=" --gin_file=meshes/$mesh.gin${vocabulary_gin:+ --gin_file=$vocabulary_gin}"
+  for arg in "$@" "${run_params[@]}"; do
+    case "$arg" in
+      --gin_file=*) cmd+=" $arg" ;;
+      *) cmd+=" $(shell_quote "--gin_param=$arg")" ;;
+    esac
+  done
+  tpu_vm ssh "$name" --worker=0 --command "$cmd"
+}
+
+ship() {  # the committed tree (HEAD), untracked files and .venv left behind
+  git rev-parse --verify -q HEAD >/dev/null ||
+    die "install ships the committed tree (git archive HEAD); run it from a git checkout"
+  if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "$(basename "$0"): note: uncommitted changes are not shipped; commit them first" >&2
+  fi
+  run_cmd git archive --format=tar.gz --output "$archive" HEAD
+  tpu_vm scp "$archive" "$name:primer-mtf.tar.gz" --worker=all
+  local unpack="rm -rf primer-mtf && mkdir primer-mtf"
+  unpack+=" && tar -xzf primer-mtf.tar.gz -C primer-mtf && cd primer-mtf"
+  tpu_vm ssh "$name" --worker=all --command "$unpack && bash launch/install.sh --tensorflow system"
+}
+
+still_up() {  # on a failed real run that was to delete its slice: say how to
+  [ "$?" = 0 ] || echo "$(basename "$0"): the slice $name may still be up (and billed):" \
+    "bash launch/tpu.sh delete --name $name --zone $zone --project $project" \
+    "--mesh $mesh --size $size --bucket $bucket" >&2
+}
+if [ "$dry_run" = 0 ]; then
+  case " ${commands[*]} " in *" create "*" delete "*) trap still_up EXIT ;; esac
+fi
+for c in "${commands[@]}"; do
+  case "$c" in
+    create)
+      run_cmd gcloud storage buckets describe "$bucket" --format='value(location)' \
+        --project "$project"
+      tpu_vm create "$name" --accelerator-type "$topology" --version "$runtime" ;;
+    install) ship ;;
+    train) on_client ;;
+    eval)
+      if [ "$checkpoints" = all ]; then step='"all"'; else step=None; fi
+      on_client --gin_file=eval/perplexity.gin "utils.run.eval_checkpoint_step = $step" ;;
+    finetune) on_client "utils.run.init_checkpoint = \"$init_checkpoint\"" ;;
+    delete) tpu_vm delete "$name" --quiet ;;
+  esac
+done

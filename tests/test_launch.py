@@ -1,9 +1,12 @@
-"""Launch scripts: shellcheck-clean, exact dry runs, and early refusals."""
+"""Launch scripts: shellcheck-clean, exact dry runs that gcloud parses, early refusals,
+and a lock whose Cloud TPU resolver fails only for want of credentials or network."""
+import concurrent.futures
 import glob
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,12 +18,12 @@ from primer_mtf.planning import planner
 from conftest import REPO
 
 TPU_PAIRS = [(s, m) for s, m in planner.RECOMMENDED if m.startswith(("v3", "v4"))]
-ENV = dict(os.environ, PRIMER_MTF_PYTHON=sys.executable)
+ENV = dict(os.environ, PRIMER_MTF_PYTHON=sys.executable, TMPDIR="/tmp")
 
 
 def launch(script, *args):
   return subprocess.run(["bash", os.path.join(REPO, "launch", script), *args],
-                        capture_output=True, text=True, env=ENV, timeout=300)
+                        capture_output=True, text=True, env=ENV, timeout=900)
 
 
 # Tests that run a script past its flags run `primer-mtf plan`, which builds the
@@ -39,133 +42,426 @@ def test_scripts_pass_shellcheck():
   assert result.returncode == 0, result.stdout
 
 
-def _tpu(command, size, mesh, *extra):
-  return launch("tpu.sh", command, "--name", "primer", "--zone", "us-central2-b",
-                "--project", "proj", "--bucket", "gs://bkt", "--model", "primer",
-                "--size", size, "--mesh", mesh, "--dry_run", *extra)
+# The README's placeholders, so that its v4-32 example is one of these dry runs.
+TPU_FLAGS = ("--name", "primer-xl", "--zone", "us-central2-b", "--project", "my-project",
+             "--bucket", "gs://my-bucket", "--model", "primer")
 
 
-def _cores(topology):
-  kind, n = topology.split("-")
-  return int(n) // (2 if kind == "v4" else 1)  # v4: one megacore device a chip
+def _tpu_args(commands, size, mesh, *extra):
+  return [commands, *TPU_FLAGS, "--size", size, "--mesh", mesh, "--dry_run", *extra]
+
+
+BAD_TPU_LAUNCHES = {
+    ("--size", "32b", "--mesh", "v3_512_mp16"): "more than the 16 GiB",
+    ("--size", "xl", "--mesh", "v3_32_mp4", "--gin_param", "num_heads = 6"):
+        "does not divide over mesh dimension model:4",
+    ("--size", "xl", "--mesh", "v3_32_mp4", "--accelerator", "v3-8"):
+        "needs a v3-32 slice, not v3-8",
+    ("--size", "xl", "--mesh", "cpu_2x2"): "is not a TPU mesh",
+}
+
+# Every dry run that gets past the flags runs `primer-mtf plan` (a TensorFlow import
+# and a graph build, seconds each): they run once, two at a time, for all the tests.
+# A whole sequence on several hosts: tpu.sh run on a v4-32 (the README's example);
+# on one host: the paper recipe's v3-8. Which image each slice gets is
+# slice_runtime's, tested alone below.
+DRY_RUNS = {
+    "v4-32": ("tpu.sh", *_tpu_args("run", "xl", "v4_32_mp4")),
+    "finetune,eval": ("tpu.sh", *_tpu_args(
+        "finetune,eval", "small", "v3_8", "--init_checkpoint",
+        "gs://my-bucket/runs/base/model.ckpt-1000", "--objective", "lm_as_released",
+        "--vocabulary", "gs://my-bucket/spm.model", "--train_steps", "5")),
+    "continuous eval": ("tpu.sh", *_tpu_args("eval", "small", "v3_8", "--checkpoints",
+                                             "continuous")),
+    "recipe": ("recipes/c4_lm.sh", *TPU_FLAGS[:-2], "--dry_run"),
+    "gpu": ("gpu.sh", "train", "--mesh", "gpu_a100_8_mp4", "--size", "large",
+            "--model_dir", "/runs/large", "--dry_run"),
+    "local": ("local.sh", "--model_dir", "/tmp/run", "--dry_run"),
+    **{args: ("tpu.sh", "create", "--name", "n", "--zone", "z", "--project", "p",
+              "--bucket", "gs://b", "--model", "primer", *args)
+       for args in BAD_TPU_LAUNCHES},
+}
+
+
+@pytest.fixture(scope="module")
+def dry_runs():
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    return dict(zip(DRY_RUNS, pool.map(lambda args: launch(*args), DRY_RUNS.values())))
+
+
+def _argvs(result):
+  assert result.returncode == 0, result.stderr
+  return [shlex.split(line) for line in result.stdout.splitlines()]
+
+
+def _remote(argv):
+  return argv[argv.index("--command") + 1]
+
+
+def _assert_one_host_client(remote):
+  assert "--tpu=local" in remote and "TPU_NAME" not in remote and "--tpu_zone" not in remote
+
+
+@graph
+def test_run_is_one_sequence_with_one_training_client(dry_runs):
+  for topology, (size, mesh) in {"v4-32": ("xl", "v4_32_mp4")}.items():
+    argvs = _argvs(dry_runs[topology])
+    assert [a[:3] if a[0] == "git" else a[:5] for a in argvs] == [
+        ["gcloud", "storage", "buckets", "describe", "gs://my-bucket"],
+        ["gcloud", "compute", "tpus", "tpu-vm", "create"],
+        ["git", "archive", "--format=tar.gz"],
+        ["gcloud", "compute", "tpus", "tpu-vm", "scp"],
+        ["gcloud", "compute", "tpus", "tpu-vm", "ssh"],    # install, every worker
+        ["gcloud", "compute", "tpus", "tpu-vm", "ssh"],    # train, one client
+        ["gcloud", "compute", "tpus", "tpu-vm", "ssh"],    # eval, after training
+        ["gcloud", "compute", "tpus", "tpu-vm", "delete"]], topology
+    create = argvs[1]
+    assert create[create.index("--accelerator-type") + 1] == topology
+    assert create[create.index("--version") + 1] == "tpu-vm-tf-2.15.0-pod-se"
+    archive = argvs[2][argvs[2].index("--output") + 1]
+    assert argvs[2][-1] == "HEAD" and argvs[3][5] == archive
+    install = argvs[4]
+    assert "--worker=all" in install
+    assert _remote(install).endswith("bash launch/install.sh --tensorflow system")
+    train, evaluate = argvs[5], argvs[6]
+    for argv in (train, evaluate):
+      assert "--worker=0" in argv and "--worker=all" not in argv
+      remote = _remote(argv)
+      # one client drives the whole slice, its workers found through the TPU API
+      assert "TPU_NAME=primer-xl TPU_LOAD_LIBRARY=0 " in remote
+      assert "--tpu=primer-xl --tpu_zone=us-central2-b --gcp_project=my-project" in remote
+      assert f"--gin_file=sizes/{size}.gin --gin_file=meshes/{mesh}.gin" in remote
+      assert "--gin_file=objectives/packed_lm.gin" in remote
+      assert "--gin_file=vocabularies/t5.gin" in remote
+      assert f"--model_dir=gs://my-bucket/runs/primer_{size}" in remote
+    assert "eval/perplexity.gin" not in _remote(train)
+    assert "--gin_file=eval/perplexity.gin" in _remote(evaluate)
+    assert '--gin_param=utils.run.eval_checkpoint_step = "all"' in \
+        shlex.split(_remote(evaluate))
+    assert argvs[7][5:8] == ["primer-xl", "--quiet", "--project"]
 
 
 @graph
 @pytest.mark.parametrize("size, mesh", TPU_PAIRS)
-def test_tpu_dry_runs_of_every_recommended_pair(size, mesh):
+def test_every_recommended_tpu_pair_fills_its_slice(size, mesh):
   plan = planner.plan("primer", size, mesh)
-  create = _tpu("create", size, mesh)
-  assert create.returncode == 0, create.stderr
-  argv = shlex.split(create.stdout)
-  accelerator_type = argv[argv.index("--accelerator-type") + 1]
-  assert accelerator_type == plan["tpu_topology"]
-  assert plan["cores"] == _cores(accelerator_type)       # mesh size == slice
-  assert argv[argv.index("--version") + 1].startswith("tpu-vm-tf-2.15")
-  _check_remote(_tpu("train", size, mesh), size, mesh)
+  kind, n = plan["tpu_topology"].split("-")
+  assert plan["cores"] == int(n) // (2 if kind == "v4" else 1)  # v4: megacore chips
 
 
-def _check_remote(result, size, mesh):
-  assert result.returncode == 0, result.stderr
-  argv = shlex.split(result.stdout)
-  assert argv[argv.index("ssh") + 1] == "primer" and "--worker=all" in argv
-  remote = argv[argv.index("--command") + 1]
-  assert re.search(r"--model_dir=gs://bkt/runs/\S+", remote)
-  assert f"--gin_file=meshes/{mesh}.gin" in remote
-  assert f"--gin_file=sizes/{size}.gin" in remote
-  return remote
+def test_slice_images_follow_the_runtime_docs():
+  """v2-v4 stream executor, v5e/v5p PJRT (the only TF images the docs give them);
+  -pod for every slice of more than one host."""
+  want = {"v3-8": "tpu-vm-tf-2.15.0-se", "v3-32": "tpu-vm-tf-2.15.0-pod-se",
+          "v4-8": "tpu-vm-tf-2.15.0-se", "v4-512": "tpu-vm-tf-2.15.0-pod-se",
+          "v5litepod-8": "tpu-vm-tf-2.15.0-pjrt",
+          "v5litepod-16": "tpu-vm-tf-2.15.0-pod-pjrt",
+          "v5p-8": "tpu-vm-tf-2.15.0-pjrt", "v5p-32": "tpu-vm-tf-2.15.0-pod-pjrt"}
+  assert _slice_runtimes(*want) == list(want.values())
+  result = subprocess.run(["bash", "-c", "source launch/common.sh; slice_runtime v6e-8"],
+                          cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 2 and "give --runtime" in result.stderr
 
 
-@graph
-def test_tpu_eval_finetune_install_and_delete_dry_runs():
-  remote = _check_remote(_tpu("eval", "xl", "v4_32_mp4"), "xl", "v4_32_mp4")
-  assert "--gin_file=eval/perplexity.gin" in remote
-  remote = _check_remote(
-      _tpu("finetune", "xl", "v4_32_mp4", "--init_checkpoint",
-           "gs://bkt/runs/base/model.ckpt-1000"), "xl", "v4_32_mp4")
-  assert "utils.run.init_checkpoint" in remote and "model.ckpt-1000" in remote
-  install = _tpu("install", "xl", "v4_32_mp4")
-  assert "--worker=all" in install.stdout and "launch/install.sh" in install.stdout
-  delete = _tpu("delete", "xl", "v4_32_mp4")
-  assert shlex.split(delete.stdout)[4:7] == ["delete", "primer", "--quiet"]
-  create = _tpu("create", "xl", "v4_32_mp4")
-  for result in (create, install, delete):
-    _gcloud_parses(result.stdout)
-
-
-def _gcloud_parses(commands):
-  """Each printed gcloud line gets past gcloud's parser: with an empty config it
-  stops at authentication (exit 1), not at a usage error (exit 2)."""
-  if not shutil.which("gcloud"):
-    pytest.skip("the Google Cloud CLI is not installed")
-  for line in commands.splitlines():
-    argv = shlex.split(line)
-    if argv[0] != "gcloud":
-      continue
-    with tempfile.TemporaryDirectory() as config:
-      result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                              env=dict(os.environ, CLOUDSDK_CONFIG=config))
-    assert result.returncode != 2 and "active account" in result.stderr, (
-        line, result.stderr[-500:])
-
-
-@graph
-@pytest.mark.parametrize("args, message", [
-    (("--size", "32b", "--mesh", "v3_512_mp16"), "more than the 16 GiB"),
-    (("--size", "xl", "--mesh", "v3_32_mp4", "--gin_param", "num_heads = 6"),
-     "does not divide over mesh dimension model:4"),
-    (("--size", "xl", "--mesh", "v3_32_mp4", "--accelerator", "v3-8"),
-     "needs a v3-32 slice, not v3-8"),
-    (("--size", "xl", "--mesh", "cpu_2x2"), "is not a TPU mesh"),
+@pytest.mark.parametrize("topology, image, message", [
+    ("v4-32", "tpu-vm-tf-2.15.0-se", "has several hosts: its --runtime needs -pod"),
+    ("v3-8", "tpu-vm-tf-2.15.0-pod-se", "is one host: its --runtime has no -pod"),
+    ("v4-8", "tpu-vm-tf-2.16.1-pjrt", "must be a TensorFlow 2.15 TPU VM image"),
 ])
-def test_bad_tpu_launches_stop_before_anything_runs(args, message):
-  result = launch("tpu.sh", "create", "--name", "n", "--zone", "z", "--project", "p",
-                  "--bucket", "gs://b", "--model", "primer", *args)
+def test_a_runtime_image_that_does_not_fit_the_slice_is_refused(topology, image,
+                                                                 message):
+  script = "source launch/common.sh; check_runtime \"$@\""
+  result = subprocess.run(["bash", "-c", script, "tpu.sh", topology, image], cwd=REPO,
+                          capture_output=True, text=True)
+  assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+  ok = subprocess.run(["bash", "-c", script, "tpu.sh", topology,
+                       _slice_runtimes(topology)[0]], cwd=REPO)
+  assert ok.returncode == 0
+
+
+def _slice_runtimes(*topologies):
+  script = "source launch/common.sh; for t; do slice_runtime \"$t\"; done"
+  result = subprocess.run(["bash", "-c", script, "-", *topologies], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+  return result.stdout.split()
+
+
+@graph
+def test_finetune_then_eval_with_another_objective_and_vocabulary(dry_runs):
+  argvs = _argvs(dry_runs["finetune,eval"])
+  assert len(argvs) == 2 and all("--worker=0" in argv for argv in argvs)
+  finetune, evaluate = (shlex.split(_remote(argv)) for argv in argvs)
+  _assert_one_host_client(_remote(argvs[0]))
+  assert '--gin_param=utils.run.init_checkpoint = "gs://my-bucket/runs/base/model.ckpt-1000"' \
+      in finetune
+  assert '--gin_param=utils.run.eval_checkpoint_step = "all"' in evaluate
+  for remote in (evaluate, finetune):
+    assert "--gin_file=objectives/lm_as_released.gin" in remote
+    assert "--gin_file=vocabularies/t5.gin" not in remote
+    assert '--gin_param=corpus_task.vocabulary = "gs://my-bucket/spm.model"' in remote
+    assert "--gin_param=utils.run.train_steps = 5" in remote
+
+
+@graph
+def test_continuous_eval_runs_alone_waiting_for_checkpoints(dry_runs):
+  argvs = _argvs(dry_runs["continuous eval"])
+  assert len(argvs) == 1 and "--worker=0" in argvs[0]
+  remote = shlex.split(_remote(argvs[0]))
+  assert "--gin_param=utils.run.eval_checkpoint_step = None" in remote
+
+
+def _readme_run():
+  """The README's v4-32 xl command (its arguments) and the lines it says it prints."""
+  readme = open(os.path.join(REPO, "README.md")).read()
+  block = readme.split("<!-- v4-32 xl run -->")[1]
+  command = re.search(r"\n    (bash launch/tpu.sh run .*?)\n\n", block, re.S).group(1)
+  printed = re.search(r"prints:\n\n(.*?)\n\n", block, re.S).group(1)
+  return shlex.split(command)[2:], [line[4:] for line in printed.splitlines()]
+
+
+def test_the_readme_walks_through_the_v4_32_xl_primer_run():
+  args, printed = _readme_run()
+  assert args == _tpu_args("run", "xl", "v4_32_mp4")
+  assert len(printed) == 8 and printed[-1].startswith("gcloud compute tpus tpu-vm delete")
+
+
+@graph
+def test_the_readme_v4_32_xl_sequence_is_what_tpu_sh_prints(dry_runs):
+  assert dry_runs["v4-32"].stdout.splitlines() == _readme_run()[1]
+
+
+# gcloud's own parser, on every gcloud line a dry run prints. gcloud runs with an
+# empty config and home, no prompts, credentials off, and the TPU and storage APIs
+# at a closed local port: a line that parses makes its first request there, and is
+# stopped at that request; one that does not parse exits 2 ("Invalid choice",
+# "unrecognized arguments") before any request.
+def _closed_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+CLOSED = f"127.0.0.1:{_closed_port()}"
+
+
+def _gcloud_outcome(line):
+  """('call', detail) where the line reached its API call, else ('usage', detail)."""
+  argv = shlex.split(line)
+  with tempfile.TemporaryDirectory() as home:
+    env = dict(os.environ, HOME=home, CLOUDSDK_CONFIG=os.path.join(home, "gcloud"),
+               CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+               CLOUDSDK_AUTH_DISABLE_CREDENTIALS="true",
+               CLOUDSDK_API_ENDPOINT_OVERRIDES_TPU=f"http://{CLOSED}/",
+               CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE=f"http://{CLOSED}/",
+               CLOUDSDK_CORE_VERBOSITY="debug",
+               CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true",
+               CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true")
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env) as gcloud:
+      seen = []
+      for err in gcloud.stderr:
+        seen.append(err)
+        if "Starting new HTTP" in err:   # the first request: parsing is behind it
+          gcloud.kill()
+          gcloud.wait()
+          return ("call" if err.rstrip().endswith(CLOSED) else "elsewhere", err)
+      gcloud.wait(timeout=120)
+      return "usage", f"exit {gcloud.returncode}: {''.join(seen)[-600:]}"
+
+
+def _gcloud_outcomes(lines):
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    return dict(zip(lines, pool.map(_gcloud_outcome, lines)))
+
+
+def _gcloud_lines(*results):
+  """The distinct gcloud lines, two lines being one where they differ only in the
+  remote command that `ssh --command` carries (gcloud does not parse it)."""
+  lines = {}
+  for result in results:
+    for line in result.stdout.splitlines():
+      if line.startswith("gcloud "):
+        argv = shlex.split(line)
+        if "--command" in argv:
+          argv[argv.index("--command") + 1] = "..."
+        lines.setdefault(tuple(argv), line)
+  return list(lines.values())
+
+
+def _needs_gcloud(storage=False):
+  if not shutil.which("gcloud"):
+    pytest.skip("the Google Cloud CLI (gcloud) is not installed, so the printed "
+                "gcloud commands cannot be put through its parser")
+  if storage and subprocess.run(["gcloud", "storage", "--help"], capture_output=True,
+                                env=dict(os.environ, CLOUDSDK_CORE_DISABLE_PROMPTS="1"),
+                                timeout=120).returncode != 0:
+    pytest.skip("this gcloud has no `gcloud storage` group, so the printed storage "
+                "lines cannot be put through its parser")
+
+
+@graph
+def test_gcloud_parses_every_printed_tpu_vm_command(dry_runs):
+  _needs_gcloud()
+  lines = [line for line in _gcloud_lines(*dry_runs.values())
+           if not line.startswith("gcloud storage ")]
+  assert {shlex.split(line)[4] for line in lines} == {"create", "scp", "ssh", "delete"}
+  # The other slices' create lines: tpu.sh's create line with slice_runtime's image
+  # for each (v5e and v5p have no mesh in gin/meshes yet).
+  others = ["v3-32", "v4-8", "v5litepod-8", "v5litepod-16", "v5p-8", "v5p-32"]
+  for topology, image in zip(others, _slice_runtimes(*others)):
+    lines.append(f"gcloud compute tpus tpu-vm create primer-xl --accelerator-type "
+                 f"{topology} --version {image} --project my-project --zone us-central2-b")
+  outcomes = _gcloud_outcomes(lines)
+  bad = {line: o for line, o in outcomes.items() if o[0] != "call"}
+  assert not bad, bad
+
+
+@graph
+def test_gcloud_parses_the_printed_storage_line(dry_runs):
+  _needs_gcloud(storage=True)
+  lines = [line for line in _gcloud_lines(dry_runs["v4-32"])
+           if line.startswith("gcloud storage ")]
+  assert len(lines) == 1
+  outcome = _gcloud_outcome(lines[0])
+  assert outcome[0] == "call", outcome
+
+
+@graph
+def test_the_parse_check_fails_the_old_flag_order(dry_runs):
+  """--project/--zone before the tpu-vm subcommand, as tpu.sh once printed them."""
+  _needs_gcloud()
+  old = [re.sub(r"^(gcloud compute tpus tpu-vm) (\S+)(.*) (--project \S+ --zone \S+)$",
+                r"\1 \4 \2\3", line)
+         for line in _gcloud_lines(dry_runs["v4-32"]) if "tpu-vm" in line]
+  assert len(old) == 5 and all(" tpu-vm --project my-project --zone " in line
+                               for line in old)
+  outcomes = _gcloud_outcomes(old)
+  for line, (kind, detail) in outcomes.items():
+    assert kind == "usage" and "exit 2" in detail and "Invalid choice" in detail, line
+
+
+def test_the_tpu_resolver_fails_only_for_credentials_or_network(tmp_path):
+  """With the lock installed, TPUClusterResolver(tpu=NAME, zone, project) has what it
+  imports (the Google API client, oauth2client): asking for the slice's workers
+  fails for want of credentials, or, given a token, at the TPU API's closed port."""
+  code = """
+import tensorflow as tf
+from oauth2client.client import AccessTokenCredentials
+for credentials in ("default", AccessTokenCredentials("not-a-token", "primer-mtf-test")):
+  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+      tpu="primer", zone="us-central2-b", project="proj", credentials=credentials)
+  try:
+    resolver.cluster_spec()
+  except Exception as e:
+    print("FAILED", type(e).__module__, type(e).__name__, str(e).splitlines()[0])
+"""
+  env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+  env.update(HOME=str(tmp_path), NO_GCE_CHECK="True", GCE_METADATA_IP=CLOSED,
+             GCE_METADATA_HOST=CLOSED, GCE_METADATA_TIMEOUT="1",
+             TPU_API_DISCOVERY_URL=f"http://{CLOSED}/discovery/{{api}}/{{apiVersion}}",
+             TF_CPP_MIN_LOG_LEVEL="3")
+  result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300)
+  failures = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+  assert len(failures) == 2, result.stdout + result.stderr
+  assert failures[0].startswith("FAILED oauth2client.client "
+                                "ApplicationDefaultCredentialsError"), failures
+  assert "ConnectionRefusedError" in failures[1], failures
+
+
+@graph
+def test_bad_tpu_launches_stop_before_anything_runs(dry_runs):
+  for args, message in BAD_TPU_LAUNCHES.items():
+    result = dry_runs[args]
+    assert result.returncode == 2 and result.stdout == "", args
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("train", ("--size", "small"), "--bucket gs://BUCKET is required"),
+    ("train", ("--size", "small", "--bucket", "/local/dir"), "must be a gs:// path"),
+    ("train", ("--bucket", "gs://b"), "--size SIZE is required"),
+    ("train", ("--size", "small", "--bucket", "gs://b", "--tfds_data_dir", "/data"),
+     "--tfds_data_dir must be a gs:// path"),
+    ("trian", ("--size", "small", "--bucket", "gs://b"), "unknown command 'trian'"),
+    ("train,eval", ("--size", "small", "--bucket", "gs://b", "--checkpoints",
+                    "continuous"), "on a slice of its own, not after training"),
+    ("train", ("--size", "small", "--bucket", "gs://b", "--objective", "lm"),
+     "unknown --objective 'lm'"),
+    ("finetune", ("--size", "small", "--bucket", "gs://b"),
+     "finetune needs --init_checkpoint"),
+])
+def test_tpu_flags_are_checked_before_the_planner(command, args, message):
+  result = launch("tpu.sh", command, "--name", "n", "--zone", "z", "--project", "p",
+                  "--mesh", "v3_8", "--dry_run", *args)
   assert result.returncode == 2 and result.stdout == ""
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("bucket_args, message", [
-    ((), "--bucket gs://BUCKET is required"),
-    (("--bucket", "/local/dir"), "must be a gs:// path"),
-])
-def test_tpu_launch_needs_a_bucket(bucket_args, message):
-  result = launch("tpu.sh", "train", "--name", "n", "--zone", "z", "--project", "p",
-                  "--size", "small", "--mesh", "v3_8", "--dry_run", *bucket_args)
-  assert result.returncode == 2 and message in result.stderr and result.stdout == ""
-
-
 @graph
-def test_gpu_and_local_dry_runs():
-  gpu = launch("gpu.sh", "train", "--mesh", "gpu_a100_8_mp4", "--size", "large",
-               "--model_dir", "/runs/large", "--dry_run")
+def test_gpu_and_local_dry_runs(dry_runs):
+  gpu, local = dry_runs["gpu"], dry_runs["local"]
   assert gpu.returncode == 0, gpu.stderr
   assert "primer_mtf train --model_dir /runs/large --model primer --size large " \
          "--mesh gpu_a100_8_mp4" in gpu.stdout
-  local = launch("local.sh", "--model_dir", "/tmp/run", "--mesh", "cpu_2x2",
-                 "--dry_run")
   assert local.returncode == 0, local.stderr
-  assert [line.split()[3] for line in local.stdout.splitlines()] == ["train", "eval"]
+  train, evaluate = (shlex.split(line) for line in local.stdout.splitlines())
+  assert (train[3], evaluate[3]) == ("train", "eval")
+  assert train[train.index("--mesh") + 1] == "cpu"     # the defaults: one CPU device
+  assert train[train.index("--corpus") + 1] == "kjv"
 
 
 @graph
-def test_paper_recipe_trains_and_evaluates_the_four_models():
-  result = subprocess.run(
-      ["bash", os.path.join(REPO, "launch", "recipes", "c4_lm.sh"), "--size", "large",
-       "--mesh", "v3_8_mp2", "--name", "n", "--zone", "z", "--project", "p",
-       "--bucket", "gs://bkt", "--dry_run"],
-      capture_output=True, text=True, env=ENV, timeout=600)
-  assert result.returncode == 0, result.stderr
-  argvs = [shlex.split(line) for line in result.stdout.splitlines()]
-  remotes = [argv[argv.index("--command") + 1] for argv in argvs]
-  models = [re.search(r"--gin_file=models/(\w+)\.gin", r).group(1) for r in remotes]
+def test_paper_recipe_defaults_to_the_papers_size_steps_and_microbatches(dry_runs):
+  """c4 without --size: large on v3_8_mp2 (the release's), 1,000,000 train steps
+  bound explicitly, 8,192-token microbatches, the released objective and T5's
+  vocabulary; one slice created, the four models trained and evaluated after
+  training, then the slice deleted."""
+  argvs = _argvs(dry_runs["recipe"])
+  assert [argv[4] for argv in argvs if argv[0] == "gcloud" and argv[1] == "compute"] == \
+      ["create", "scp"] + ["ssh"] * 9 + ["delete"]
+  create = argvs[1]
+  assert create[create.index("--accelerator-type") + 1] == "v3-8"
+  assert create[create.index("--version") + 1] == "tpu-vm-tf-2.15.0-se"   # one host
+  clients = [argv for argv in argvs if "--worker=0" in argv]
+  remotes = [shlex.split(_remote(argv)) for argv in clients]
+  models = [re.search(r"--gin_file=models/(\w+)\.gin", " ".join(r)).group(1)
+            for r in remotes]
   assert models == [m for m in ("transformer", "transformer_plusplus", "primer_ez",
                                 "primer") for _ in (0, 1)]
   for i, remote in enumerate(remotes):
-    assert "corpus_task.corpus" in remote and "c4" in remote
-    assert ("eval/perplexity.gin" in remote) == (i % 2 == 1)
-    # the corpus (from c4_lm.sh) and the size, parsed once before the loop
-    assert f"--model_dir=gs://bkt/runs/paper_c4_large_{models[i]} " in remote
+    _assert_one_host_client(_remote(clients[i]))
+    assert ("--gin_file=eval/perplexity.gin" in remote) == (i % 2 == 1)
+    assert f"--model_dir=gs://my-bucket/runs/paper_c4_large_{models[i]}" in remote
+    for arg in ("--gin_file=sizes/large.gin", "--gin_file=meshes/v3_8_mp2.gin",
+                "--gin_file=objectives/lm_as_released.gin",
+                "--gin_file=vocabularies/t5.gin", '--gin_param=corpus_task.corpus = "c4"',
+                "--gin_param=utils.run.train_steps = 1000000",
+                "--gin_param=utils.serialize_num_microbatches."
+                "tokens_per_microbatch_per_replica = 8192"):
+      assert arg in remote, (arg, remote)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--corpus", "wiki"), "--corpus is one of the paper's"),
+    (("--corpus", "lm1b", "--size", "xl"), "--mesh MESH is required for --size xl"),
+])
+def test_paper_recipe_refusals(args, message):
+  result = launch("recipes/paper_lm.sh", "--name", "n", "--zone", "z", "--project",
+                  "p", "--bucket", "gs://b", "--dry_run", *args)
+  assert result.returncode == 2 and result.stdout == ""
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_install_dry_runs():
+  registry = launch("install.sh", "--dry_run")
+  assert registry.returncode == 0, registry.stderr
+  assert "pip install --quiet --no-deps -r requirements.lock" in registry.stdout
+  bad = launch("install.sh", "--tensorflow", "tpu")
+  assert bad.returncode == 2 and "--tensorflow is registry" in bad.stderr
 
 
 @pytest.mark.parametrize("script, args", [
@@ -174,6 +470,7 @@ def test_paper_recipe_trains_and_evaluates_the_four_models():
     ("gpu.sh", ("train", "--mesh", "gpu_a100_8", "--model_dir", "/r", "--zonee", "x")),
     ("local.sh", ("--model_dir", "/r", "--zonee", "x")),
     ("recipes/c4_lm.sh", ("--size", "large", "--zonee", "x")),
+    ("install.sh", ("--zonee", "x")),
 ])
 def test_an_unknown_flag_stops_each_script_before_the_planner(script, args):
   result = launch(script, *args, "--dry_run")
@@ -188,12 +485,3 @@ def test_a_flag_is_known_only_by_its_exact_name(flag):
   assert result.returncode == 2 and result.stdout == ""
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and f"unknown flag {flag};" in lines[0], result.stderr
-
-
-@graph
-def test_local_defaults_to_the_one_device_cpu_mesh():
-  local = launch("local.sh", "--model_dir", "/tmp/run", "--dry_run")
-  assert local.returncode == 0, local.stderr
-  train = shlex.split(local.stdout.splitlines()[0])
-  assert train[train.index("--mesh") + 1] == "cpu"
-  assert train[train.index("--corpus") + 1] == "kjv"
