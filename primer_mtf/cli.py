@@ -68,6 +68,26 @@ def parser():
                     help="embedding rows (default: T5's vocabulary, 32,128)")
   plan.add_argument("--gin_param", action="append", default=[])
   plan.add_argument("--json", action="store_true", help="machine-readable output")
+  ft = sub.add_parser("finetune", help="fine-tune a pretrained run on a "
+                      "text-to-text task, T5's way (eval decodes with its metric)")
+  ft.add_argument("--pretrained_dir", required=True)
+  ft.add_argument("--task", required=True,
+                  help="kjv_book, a folder of train/validation .jsonl or .tsv, or "
+                       "a registered seqio task (e.g. glue_cola_v002)")
+  ft.add_argument("--model_dir", required=True)
+  ft.add_argument("--finetune_steps", type=int, default=None,
+                  help="steps after the pretrained one (default: the pretraining "
+                       "configuration's train_steps)")
+  ft.add_argument("--format", default="delimited", help="decoder-only checkpoints: "
+                  "delimited (loss on inputs and targets) or prefix (targets only)")
+  ft.add_argument("--learning_rate", type=float, default=1e-3)
+  ft.add_argument("--checkpoint_step", type=int, default=None,
+                  help="pretrained checkpoint (default: the latest)")
+  ft.add_argument("--model", default=None, help="default: the pretrained one")
+  ft.add_argument("--mesh", default=None, help="default: the pretrained one")
+  ft.add_argument("--inputs_length", type=int, default=None)
+  ft.add_argument("--targets_length", type=int, default=None)
+  ft.add_argument("--gin_param", action="append", default=[])
   cmp = sub.add_parser("compare", help="the paper's speedup: compute each run "
                        "needs to reach the first (baseline) run's final loss")
   cmp.add_argument("model_dirs", nargs="*", metavar="RUN_DIR",
@@ -89,10 +109,11 @@ def parser():
   cmp.add_argument("--evaluations", type=int, default=10,
                    help="with --train: checkpoints (evaluations) per run")
   cmp.add_argument("--gin_param", action="append", default=[])
+  smp, scr = _add_sample_and_score_parsers(sub)
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
   vocab.add_argument("--output", default=None, help="write the model here")
-  for command in (train, ev, plan, cmp, vocab):
+  for command in (train, ev, plan, ft, cmp, vocab, smp, scr):
     command.add_argument("-v", "--verbose", action="store_true",
                          help="show everything TensorFlow and mesh-tensorflow log")
   return top
@@ -118,6 +139,9 @@ def train(args):
 
 
 def _eval_line(row):
+  if "loss" not in row:   # a fine-tuning run: its task's metrics
+    return f"[eval] step {row['step']} " + " ".join(
+        f"{k} {v:.4f}" for k, v in row.items() if k != "step")
   return (f"[eval] step {row['step']} loss {row['loss']:.4f} "
           f"perplexity {row['perplexity']:.2f} "
           f"token_accuracy {row['token_accuracy']:.4f}")
@@ -142,6 +166,22 @@ def evaluate(args):
   print(f"[eval] {len(new)} checkpoints evaluated now, "
         f"{len(table) - len(new)} evaluated before")
   print(f"[eval] wrote {json_path} and {png_path}")
+  return 0
+
+
+def finetune(args):
+  from primer_mtf.running import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
+  lengths = None
+  if args.inputs_length or args.targets_length:
+    from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+    if not (args.inputs_length and args.targets_length):
+      raise UsageError("give both --inputs_length and --targets_length")
+    lengths = {"inputs": args.inputs_length, "targets": args.targets_length}
+  record = finetune_lib.make_record(
+      args.pretrained_dir, args.task, args.format, args.model, args.mesh,
+      args.checkpoint_step, args.finetune_steps, args.learning_rate, lengths,
+      args.gin_param)
+  finetune_lib.train(args.model_dir, record)
   return 0
 
 
@@ -187,6 +227,68 @@ def vocab(args):
   return 0
 
 
+def _add_sample_and_score_parsers(sub):
+  smp = sub.add_parser("sample", help="continue prompts from a checkpoint (greedy, "
+                       "temperature or top-k sampling)")
+  scr = sub.add_parser("score", help="zero-, one- or few-shot accuracy of a "
+                       "checkpoint on a task")
+  for p in (smp, scr):
+    p.add_argument("--model_dir", required=True)
+    p.add_argument("--checkpoint_step", type=int, default=None,
+                   help="default: the latest checkpoint")
+    p.add_argument("--mesh", default=None, help="run on another mesh")
+    p.add_argument("--gin_param", action="append", default=[])
+  smp.add_argument("--prompt", action="append", required=True,
+                   help="text to continue; repeat for a batch")
+  smp.add_argument("--max_new_tokens", type=int, default=32)
+  smp.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+  smp.add_argument("--top_k", type=int, default=None,
+                   help="sample from the k most likely tokens")
+  smp.add_argument("--seed", type=int, default=0)
+  smp.add_argument("--num_samples", type=int, default=1,
+                   help="samples per prompt")
+  smp.add_argument("--json", action="store_true",
+                   help="one JSON object a sample: ids, text, why it stopped")
+  scr.add_argument("--task", action="append", required=True,
+                   help="kjv_ending, kjv_last_word, super_glue/NAME, super_glue "
+                        "(all of them) or a JSONL file; repeat for several")
+  scr.add_argument("--shots", type=int, default=1)
+  scr.add_argument("--seed", type=int, default=0, help="draws the shots")
+  scr.add_argument("--limit", type=int, default=None,
+                   help="score only the first N examples of each task")
+  scr.add_argument("--normalize", default=None, choices=("sum", "mean", "pmi"),
+                   help="rank choices by summed or per-token log-likelihood, or "
+                        "by how much the query raises it (default: as the task "
+                        "says)")
+  scr.add_argument("--train_file", default=None,
+                   help="JSONL task: where its shots come from (default: the "
+                        "task file itself, never the query)")
+  scr.add_argument("--tfds_data_dir", default=None,
+                   help="prepared TFDS data for super_glue (default: the run's)")
+  return smp, scr
+
+
+def sample(args):
+  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  _, results = sampling.sample(
+      args.model_dir, args.prompt, args.max_new_tokens, args.temperature,
+      args.top_k, args.seed, args.num_samples, args.mesh, args.checkpoint_step,
+      args.gin_param)
+  for r in results:
+    print(json.dumps(r) if args.json else r["full_text"])
+  return 0
+
+
+def score(args):
+  from primer_mtf.running import scoring  # pylint: disable=g-import-not-at-top
+  _, paths = scoring.score(
+      args.model_dir, args.task, args.shots, args.seed, args.limit, args.normalize,
+      args.mesh, args.checkpoint_step, args.train_file, args.tfds_data_dir,
+      args.gin_param)
+  print(f"[score] wrote {', '.join(paths)}")
+  return 0
+
+
 def main(argv=None):
   """The command; ``argv=None`` is a real command line (its stderr is filtered)."""
   args = parser().parse_args(argv)
@@ -197,7 +299,8 @@ def main(argv=None):
   _set_verbosity(args.verbose)
   try:
     return {"train": train, "eval": evaluate, "plan": plan, "compare": compare,
-            "vocab": vocab}[args.command](args)
+            "finetune": finetune,
+            "vocab": vocab, "sample": sample, "score": score}[args.command](args)
   except UsageError as e:
     print(f"primer-mtf: error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2

@@ -138,6 +138,7 @@ def test_an_unevaluated_run_is_refused(tmp_path, capsys):
   assert "has no validation evaluation; run `primer-mtf eval" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_compare_train_runs_the_models_side_by_side(tmp_path):
   out = tmp_path / "cmp"

@@ -84,9 +84,9 @@ def build(vocab_size, batch=None, length=None):
   ``vocab_size`` is the vocabulary before mtf pads it to a multiple of 128.
   """
   model_type = configs.query("utils.run.model_type", "bitransformer")
-  if model_type not in ("lm", "bitransformer"):
-    raise UsageError(f"planning covers model_type 'lm' and 'bitransformer', not "
-                     f"{model_type!r}")
+  if model_type not in ("lm", "delimited_lm", "bitransformer"):
+    raise UsageError(f"planning covers model_type 'lm', 'delimited_lm' and "
+                     f"'bitransformer', not {model_type!r}")
   batch = batch or configs.batch_sequences()
   length = length or configs.sequence_length()["targets"]
   with tf.Graph().as_default():
@@ -96,7 +96,7 @@ def build(vocab_size, batch=None, length=None):
     ids = mtf.zeros(mesh, shape, tf.int32)
     model = mtf_utils.build_model(model_type, vocab_size, vocab_size,
                                   configs.layout_rules(), configs.mesh_shape())
-    inputs = transformer.autoregressive_inputs(ids) if model_type == "lm" else ids
+    inputs = transformer.autoregressive_inputs(ids) if model_type != "bitransformer" else ids
     with tf.variable_scope(tf.get_variable_scope(), custom_getter=_name_only_getter):
       model.call_simple(inputs=inputs, targets=ids, compute_loss=True,
                         variable_dtype=_F32)

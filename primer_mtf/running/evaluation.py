@@ -35,13 +35,14 @@ def count_batches(task_name, sequence_length, batch_size, split, max_batches):
   return max(1, math.ceil(n / batch_size))
 
 
-def read_eval_events(eval_dir):
-  """{step: {metric: value}} from the event files of one eval directory."""
+def read_eval_events(eval_dir, prefix=None):
+  """{step: {metric: value}} from the event files of one eval directory: the
+  perplexity metrics, or with ``prefix`` every tag that starts with it."""
   results = {}
   for path in sorted(glob.glob(os.path.join(eval_dir, "events.out.tfevents.*"))):
     for event in tf.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.tag in METRICS:
+        if value.tag.startswith(prefix) if prefix else value.tag in METRICS:
           results.setdefault(event.step, {})[value.tag] = value.simple_value
   return results
 
@@ -90,6 +91,27 @@ def plot(model_dir, split, table):
   ax.grid(alpha=0.3)
   ax.legend()
   path = os.path.join(model_dir, "loss.png")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def plot_metrics(model_dir, table, title):
+  """metric.png: each decoded metric of a fine-tuning run against the step."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for name in sorted({k for row in table for k in row} - {"step"}):
+    points = [(r["step"], r[name]) for r in table if name in r]
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name)
+  ax.set_xlabel("step")
+  ax.set_ylabel("validation metric")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  path = os.path.join(model_dir, "metric.png")
   with tf.io.gfile.GFile(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)

@@ -92,7 +92,7 @@ def parse(record, extra_params=()):
   model_graph.check_layout(record["vocab_size"])
 
 
-def _run_mtf(model_dir, **kwargs):
+def run_mtf(model_dir, **kwargs):
   from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
   mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
                 model_dir=model_dir, **kwargs)
@@ -109,7 +109,7 @@ def train(model_dir, record):
     ckpt = tf.train.latest_checkpoint(model_dir)
     print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
   print(f"[train] task {task}", file=sys.stderr)
-  _run_mtf(model_dir)
+  run_mtf(model_dir)
 
 
 def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
@@ -123,5 +123,8 @@ def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
                      "train one with `primer-mtf train --model_dir DIR`")
   if mesh:
     record["mesh"] = mesh
+  if record.get("kind") == "finetune":
+    from primer_mtf.running import finetune  # pylint: disable=g-import-not-at-top
+    return finetune.evaluate(model_dir, record, gin_params, **follow)
   parse(record, gin_params)
   return evaluation.evaluate(model_dir, split, max_batches, **follow)

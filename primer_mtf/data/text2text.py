@@ -1,0 +1,199 @@
+"""Text-to-text tasks for fine-tuning: (inputs, targets) pairs and a metric.
+
+``--task`` values:
+  * ``kjv_book``: given a verse of the embedded King James Bible, name its book
+    (66 names; "First Samuel" for "1 Samuel"). Training examples are the verses of
+    the corpus's training chapters; validation examples the verses of its
+    validation chapters, which neither pretraining nor fine-tuning reads (the
+    split rule of :mod:`primer_mtf.data.corpus`), in a fixed shuffled order.
+  * a folder holding ``train.jsonl`` and ``validation.jsonl`` (one
+    ``{"inputs": "...", "targets": "..."}`` object a line) or ``train.tsv`` and
+    ``validation.tsv`` (``inputs<TAB>targets`` a line), and optionally
+    ``task.json``: ``{"metric": "accuracy"}`` (see :data:`METRICS`).
+  * the name of a registered seqio task, such as T5's GLUE and SuperGLUE tasks
+    (``glue_cola_v002``, ``super_glue_boolq_v102``: they read prepared TFDS data
+    and T5's vocabulary). It is used as registered, so its vocabulary must be the
+    checkpoint's.
+
+The tasks built here are registered on the pretrained run's vocabulary, add EOS to
+inputs and targets, and decode-evaluate with their metric.
+"""
+
+import functools
+import hashlib
+import importlib.resources
+import json
+import os
+import random
+
+import seqio
+import tensorflow.compat.v1 as tf
+from t5.evaluation import metrics as t5_metrics
+
+from primer_mtf.data import corpus as corpus_lib
+from primer_mtf.errors import UsageError
+
+KJV_BOOK = "kjv_book"
+METRICS = {
+    "accuracy": t5_metrics.accuracy,            # exact match of the decoded text
+    "sequence_accuracy": t5_metrics.sequence_accuracy,
+    "bleu": t5_metrics.bleu,
+    "rouge": t5_metrics.rouge,
+    "squad": t5_metrics.squad,                  # exact match and F1 over tokens
+}
+SPLITS = ("train", "validation")
+
+
+def kjv_book_examples():
+  """{split: [(verse, book)]} of the embedded Bible, split by chapter as the
+  pretraining corpus is."""
+  path = importlib.resources.files("bible").joinpath("data/kjv.jsonl")
+  with path.open("r", encoding="utf-8") as f:
+    verses = [json.loads(line) for line in f]
+  chapters = list(dict.fromkeys((v["book"], v["chapter"]) for v in verses))
+  held_out = {c for i, c in enumerate(chapters)
+              if corpus_lib.is_validation(i, len(chapters))}
+  out = {s: [] for s in SPLITS}
+  for v in verses:
+    split = "validation" if (v["book"], v["chapter"]) in held_out else "train"
+    out[split].append((v["text"].strip(), _book_name(v["book"])))
+  # the file is in canonical order; mix the books, so that the first n validation
+  # examples (an eval capped with num_eval_examples) are a fair sample
+  random.Random(0).shuffle(out["validation"])
+  return out
+
+
+def _book_name(book):
+  """'1 Samuel' -> 'First Samuel': the KJV has no digits, so its vocabulary
+  cannot spell them."""
+  number, _, rest = book.partition(" ")
+  ordinals = {"1": "First", "2": "Second", "3": "Third"}
+  return f"{ordinals[number]} {rest}" if number in ordinals else book
+
+
+def _read_examples(path):
+  """(inputs, targets) pairs of one JSONL or TSV file; one line per error."""
+  examples = []
+  with tf.io.gfile.GFile(path) as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      if path.endswith(".tsv"):
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) != 2:
+          raise UsageError(f"{path}:{number}: expected inputs<TAB>targets, got "
+                           f"{len(fields)} field(s)")
+        examples.append(tuple(fields))
+        continue
+      try:
+        obj = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise UsageError(f"{path}:{number}: not JSON ({e.msg})") from None
+      if not (isinstance(obj, dict) and isinstance(obj.get("inputs"), str)
+              and isinstance(obj.get("targets"), str)):
+        raise UsageError(f'{path}:{number}: expected {{"inputs": "...", '
+                         '"targets": "..."}')
+      examples.append((obj["inputs"], obj["targets"]))
+  if not examples:
+    raise UsageError(f"{path} has no examples")
+  return examples
+
+
+def folder_examples(folder):
+  """({split: [(inputs, targets)]}, metric name) of a task folder."""
+  out = {}
+  for split in SPLITS:
+    found = [os.path.join(folder, f"{split}.{ext}") for ext in ("jsonl", "tsv")
+             if tf.io.gfile.exists(os.path.join(folder, f"{split}.{ext}"))]
+    if not found:
+      raise UsageError(f"task folder {folder} has no {split}.jsonl or {split}.tsv")
+    out[split] = _read_examples(found[0])
+  metric = "accuracy"
+  spec = os.path.join(folder, "task.json")
+  if tf.io.gfile.exists(spec):
+    with tf.io.gfile.GFile(spec) as f:
+      metric = json.load(f).get("metric", metric)
+  if metric not in METRICS:
+    raise UsageError(f"{spec}: unknown metric {metric!r}; use one of "
+                     f"{', '.join(METRICS)}")
+  return out, metric
+
+
+def _source(examples):
+  def dataset_fn(split, shuffle_files, seed=None):
+    pairs = examples[split]
+    ds = tf.data.Dataset.from_tensor_slices({
+        "inputs": tf.constant([p[0] for p in pairs], tf.string),
+        "targets": tf.constant([p[1] for p in pairs], tf.string)})
+    if shuffle_files:
+      ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    return ds
+  return seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
+
+
+def _fingerprint(examples):
+  h = hashlib.sha256(json.dumps(examples, sort_keys=True).encode("utf-8"))
+  return h.hexdigest()[:12]
+
+
+def _model_file(vocabulary):
+  return getattr(vocabulary, "sentencepiece_model_file", None)
+
+
+def same_vocabulary(a, b):
+  """Whether two vocabularies tokenize alike: the same SentencePiece model (the
+  same path, or local files with the same bytes) and the same extra ids. Nothing
+  is read from a bucket."""
+  path_a, path_b = _model_file(a), _model_file(b)
+  if type(a) is not type(b) or getattr(a, "extra_ids", 0) != getattr(b, "extra_ids", 0):
+    return False
+  if path_a == path_b:
+    return True
+  if not (path_a and path_b) or "://" in path_a + path_b:
+    return False
+  if not (os.path.exists(path_a) and os.path.exists(path_b)):
+    return False
+  with open(path_a, "rb") as fa, open(path_b, "rb") as fb:
+    return fa.read() == fb.read()
+
+
+def _vocabulary_key(vocabulary):
+  path = _model_file(vocabulary)
+  digest = "none"
+  if path and os.path.exists(path):
+    with open(path, "rb") as f:
+      digest = hashlib.sha256(f.read()).hexdigest()[:12]
+  return f"{digest}_x{getattr(vocabulary, 'extra_ids', 0)}"
+
+
+def task(value, vocabulary):
+  """Registers (once) and names the fine-tuning task of a ``--task`` value on
+  ``vocabulary``; a registered seqio task must already use that vocabulary."""
+  if value == KJV_BOOK:
+    examples, metric, key = kjv_book_examples(), "accuracy", KJV_BOOK
+  elif os.path.isdir(value):
+    examples, metric = folder_examples(value)
+    key = "local_" + _fingerprint(examples)
+  else:
+    import t5.data.tasks  # pylint: disable=g-import-not-at-top,unused-import
+    if value not in seqio.TaskRegistry.names():
+      raise UsageError(f"unknown --task {value!r}: give {KJV_BOOK}, a task folder "
+                       "(train.jsonl and validation.jsonl, or .tsv) or a "
+                       "registered seqio task such as glue_cola_v002")
+    registered = seqio.get_mixture_or_task(value)
+    theirs = registered.output_features["targets"].vocabulary
+    if not same_vocabulary(theirs, vocabulary):
+      raise UsageError(f"task {value} is tokenized with {_model_file(theirs)}, the "
+                       f"checkpoint with {_model_file(vocabulary)}; fine-tune on a "
+                       "task with the checkpoint's vocabulary")
+    return value
+  name = f"primer_mtf_t2t_{key}_{_vocabulary_key(vocabulary)}"
+  if name not in seqio.TaskRegistry.names():
+    feature = functools.partial(seqio.Feature, vocabulary, add_eos=True)
+    seqio.TaskRegistry.add(
+        name, source=_source(examples),
+        preprocessors=[seqio.preprocessors.tokenize,
+                       seqio.preprocessors.append_eos_after_trim],
+        output_features={"inputs": feature(), "targets": feature()},
+        metric_fns=[METRICS[metric]])
+  return name

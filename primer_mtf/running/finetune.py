@@ -1,0 +1,191 @@
+"""Fine-tuning a pretrained checkpoint on a text-to-text task, T5's way.
+
+T5's recipe (``MtfModel.finetune`` and its fine-tuning docs): parse the pretrained
+run's ``operative_config.gin``, change the task and the lengths, start from its
+checkpoint with ``utils.run.init_checkpoint`` and continue the step count from it,
+at a constant learning rate of 1e-3. mesh-tensorflow restores every variable the
+checkpoint has (the global step and Adafactor's slots too), so the new run's first
+step is the pretrained step + 1. The pretrained folder is only read.
+
+Decoder-only checkpoints fine-tune as mesh-tensorflow's ``delimited_lm``: each
+example is ``[inputs, EOS, targets, EOS]`` in one sequence, with the loss on all of
+it (``--format delimited``) or on the targets only (``--format prefix``, a prefix
+LM whose inputs also attend to each other in full). Encoder-decoder checkpoints
+fine-tune as they are.
+
+Evaluation decodes the validation split at each checkpoint and scores it with the
+task's metric, through mesh-tensorflow's ``eval`` mode (T5's).
+"""
+
+import os
+import sys
+
+import gin
+import seqio
+import tensorflow.compat.v1 as tf
+
+from primer_mtf import configs
+from primer_mtf.errors import UsageError
+from primer_mtf.planning import model_graph
+from primer_mtf.running import evaluation
+from primer_mtf.running import runs
+
+FORMATS = ("delimited", "prefix")
+OPERATIVE_CONFIG = "operative_config.gin"
+DECODE_EVAL_DIR = "validation_eval"
+
+
+def pretrained_checkpoint(pretrained_dir, step=None):
+  """(path, step) of the checkpoint to start from: ``step`` or the latest."""
+  if not tf.io.gfile.exists(os.path.join(pretrained_dir, OPERATIVE_CONFIG)):
+    raise UsageError(f"{pretrained_dir} has no {OPERATIVE_CONFIG}; give the "
+                     "model_dir of a finished pretraining run")
+  if step is None:
+    path = tf.train.latest_checkpoint(pretrained_dir)
+    if path is None:
+      raise UsageError(f"{pretrained_dir} has no checkpoint to fine-tune from")
+    return path, int(path.rsplit("-", 1)[1])
+  path = os.path.join(pretrained_dir, f"model.ckpt-{step}")
+  if not tf.io.gfile.exists(path + ".index"):
+    raise UsageError(f"{pretrained_dir} has no checkpoint at step {step}")
+  return path, step
+
+
+def make_record(pretrained_dir, task, fmt="delimited", model=None, mesh=None,
+                checkpoint_step=None, finetune_steps=None, learning_rate=1e-3,
+                lengths=None, gin_param=()):
+  """The record of a fine-tuning run (``primer_mtf_run.json``)."""
+  if fmt not in FORMATS:
+    raise UsageError(f"unknown --format {fmt!r}; use {' or '.join(FORMATS)}")
+  path, step = pretrained_checkpoint(pretrained_dir, checkpoint_step)
+  return {"kind": "finetune", "pretrained_dir": os.path.abspath(pretrained_dir),
+          "checkpoint": os.path.abspath(path), "pretrained_step": step,
+          "task": os.path.abspath(task) if os.path.isdir(task) else task,
+          "format": fmt, "model": model, "mesh": mesh,
+          "finetune_steps": finetune_steps, "learning_rate": learning_rate,
+          "lengths": lengths, "gin_param": list(gin_param)}
+
+
+def _parse_pretrained(record):
+  """The pretrained operative config, then the --model and --mesh overrides."""
+  gin.clear_config()
+  for path in configs.search_paths():
+    gin.add_config_file_search_path(path)
+  files = [os.path.join(record["pretrained_dir"], OPERATIVE_CONFIG)]
+  if record["model"]:
+    files.append(configs.locate(configs.resolve("models", record["model"])))
+  if record["mesh"]:
+    files.append(configs.locate(configs.resolve("meshes", record["mesh"])))
+  try:
+    from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
+    for f in files:
+      gin.parse_config_file(f, skip_unknown=mesh_transformer.DEPRECATED_GIN_REFERENCES)
+  except (IOError, ValueError, SyntaxError) as e:
+    raise UsageError(f"bad gin configuration: {str(e).splitlines()[0]}") from None
+
+
+def pretrained_vocabulary():
+  """The vocabulary the parsed pretraining configuration trained with."""
+  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+  return seqio.get_mixture_or_task(corpus_task()).output_features[
+      "targets"].vocabulary
+
+
+def parse(record, extra_params=()):
+  """Parses the fine-tuning configuration; returns the task name. Fails with one
+  line before any write where the checkpoint does not fit the model."""
+  from primer_mtf.data import text2text  # pylint: disable=g-import-not-at-top
+  _parse_pretrained(record)
+  vocabulary = pretrained_vocabulary()
+  task = text2text.task(record["task"], vocabulary)
+  pretrained_type = configs.query("utils.run.model_type")
+  model_type = "bitransformer" if pretrained_type == "bitransformer" else "delimited_lm"
+  length = configs.sequence_length()["targets"]
+  lengths = record["lengths"] or (
+      {"inputs": length * 3 // 4, "targets": length // 4} if model_type != "bitransformer"
+      else {"inputs": length, "targets": length // 4})
+  steps = record["finetune_steps"] or configs.query("utils.run.train_steps") or 1000
+  bindings = [
+      f"utils.run.model_type = {model_type!r}",
+      f"utils.run.sequence_length = {lengths!r}",
+      f"mesh_train_dataset_fn.mixture_or_task_name = {task!r}",
+      f"mesh_eval_dataset_fn.mixture_or_task_name = {task!r}",
+      f"utils.run.init_checkpoint = {record['checkpoint']!r}",
+      f"utils.run.train_steps = {record['pretrained_step'] + steps}",
+      "utils.run.learning_rate_schedule = @learning_rate_schedules.constant_learning_rate",
+      f"constant_learning_rate.learning_rate = {record['learning_rate']!r}",
+  ]
+  if model_type == "delimited_lm":
+    # the combined [inputs, EOS, targets, EOS] sequence is up to their lengths' sum
+    bindings.append(f"Unitransformer.max_length = {lengths['inputs'] + lengths['targets']}")
+    if record["format"] == "prefix":
+      bindings += ["Unitransformer.loss_on_targets_only = True",
+                   "Unitransformer.input_full_attention = True"]
+  with gin.unlock_config():
+    gin.parse_config(bindings + list(record["gin_param"]) + list(extra_params))
+  check_checkpoint(record["checkpoint"], vocabulary.vocab_size)
+  return task
+
+
+def check_checkpoint(checkpoint, vocab_size):
+  """Every variable of the configured model is in the checkpoint, same shape."""
+  have = dict(tf.train.list_variables(checkpoint))
+  built = model_graph.build(vocab_size, batch=2, length=8)
+  for v in built.variables:
+    shape = have.get(v.name)
+    if shape is None:
+      raise UsageError(f"{checkpoint} was trained with another architecture: it has "
+                       f"no variable {v.name}; fine-tune with the model it was "
+                       "pretrained with")
+    if list(shape) != v.shape.to_integer_list:
+      raise UsageError(f"{checkpoint} was trained with another architecture or "
+                       f"vocabulary: {v.name} is {list(shape)} there, "
+                       f"{v.shape.to_integer_list} here")
+
+
+def train(model_dir, record):
+  """Fine-tunes; every check runs before anything is written."""
+  if tf.io.gfile.exists(model_dir) and os.path.abspath(model_dir) == record[
+      "pretrained_dir"]:
+    raise UsageError("--model_dir is the pretrained folder; fine-tune into a new one")
+  old = runs.read(model_dir)
+  if old is not None and {k: v for k, v in old.items() if k != "gin_param"} != {
+      k: v for k, v in record.items() if k != "gin_param"}:
+    raise UsageError(f"{model_dir} holds another run; use a new --model_dir")
+  if old is None and tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
+    raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
+                     "write; use a new --model_dir")
+  task = parse(record)
+  runs.write(model_dir, record)
+  print(f"[finetune] task {task} from {record['checkpoint']} "
+        f"(step {record['pretrained_step']})", file=sys.stderr)
+  runs.run_mtf(model_dir)
+
+
+def evaluate(model_dir, record, gin_params=(), report=None, **unused_follow):
+  """Decodes the validation split at every checkpoint not yet evaluated and scores
+  it with the task's metric; writes eval_validation.json and metric.png. Returns
+  the JSON path, the PNG path and the table, as perplexity eval does."""
+  task = parse(record, gin_params)
+  eval_dir = os.path.join(model_dir, DECODE_EVAL_DIR)
+  done = set(evaluation.read_eval_events(eval_dir, prefix="eval/"))
+  steps = [s for s in evaluation.checkpoint_steps(model_dir) if s not in done]
+  if steps:
+    from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+    from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
+    # eval_model writes its summaries with a graph-mode FileWriter
+    with gin.unlock_config(), tf.Graph().as_default():
+      mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
+                    model_dir=model_dir, mode="eval",
+                    eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
+                    eval_checkpoint_step=steps, dataset_split="validation",
+                    eval_summary_dir=eval_dir)
+  results = evaluation.read_eval_events(eval_dir, prefix="eval/")
+  table = [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
+           for step, metrics in sorted(results.items())]
+  for row in table:
+    if row["step"] in steps and report:
+      report(row)
+  path = evaluation.write_results(model_dir, "validation", table)
+  png = evaluation.plot_metrics(model_dir, table, task)
+  return path, png, table
