@@ -9,11 +9,13 @@ from primer_mtf import configs
 from primer_mtf.errors import UsageError
 
 GiB = 1 << 30
-# Peak dense bf16 FLOP/s and memory per mesh device (a TPU v3 core, a v4
-# megacore chip, a GPU). The CPU's are nominal: plan there for memory, not speed.
+# Peak dense bf16 FLOP/s and memory per mesh device (a TPU v3 core, a v4, v5e or
+# v5p chip, a GPU; Cloud TPU's published figures). The CPU's are nominal: plan there for memory, not speed.
 ACCELERATORS = {
     "tpu_v3": (61.5e12, 16 * GiB),
     "tpu_v4": (275e12, 32 * GiB),
+    "tpu_v5e": (197e12, 16 * GiB),   # one TensorCore a chip
+    "tpu_v5p": (459e12, 95 * GiB),   # a megacore chip, as v4
     "gpu_a100_80g": (312e12, 80 * GiB),
     "gpu_h100_80g": (989e12, 80 * GiB),
     "cpu": (1e12, 24 * GiB),

@@ -29,7 +29,8 @@ from primer_mtf.planning.accelerators import accelerator
 RECOMMENDED = [
     ("tiny", "cpu"), ("tiny", "cpu_2x2"),
     ("small", "v3_8"), ("medium", "v3_8"), ("large", "v3_8_mp2"),
-    ("xl", "v3_32_mp4"), ("xl", "v4_32_mp4"), ("8b", "v3_128_mp8"),
+    ("xl", "v3_32_mp4"), ("xl", "v4_32_mp4"), ("xl", "v5e_16_mp4"),
+    ("xl", "v5p_32_mp4"), ("8b", "v3_128_mp8"),
     ("8b", "v4_128_mp8"), ("32b", "v4_512_mp16"),
     ("large", "gpu_a100_8_mp4"), ("xl", "gpu_h100_8_mp8"),
 ]
