@@ -221,9 +221,13 @@ def plot(curves, summary, path):
     label = None
     if curve.group not in labelled:
       labelled.add(curve.group)
-      label = curve.group + (f" ({stats['mean']:.2f}x" + (
-          f" ± {stats['std']:.2f}" if stats["n"] > 1 else "") + ")"
-                             if stats else " (never reached)")
+      if curve.group == summary["baseline"]:
+        label = f"{curve.group} (baseline)"
+      elif stats:
+        spread = f" ± {stats['std']:.2f}" if stats["n"] > 1 else ""
+        label = f"{curve.group} ({stats['mean']:.2f}x{spread})"
+      else:
+        label = f"{curve.group} (never reached)"
     ax.plot([flops[i] for i in keep], [curve.losses[i] for i in keep], "o-",
             color=colors[curve.group], alpha=0.8, markersize=3, label=label)
     reached = row["to_target"]["flops"]
