@@ -1,0 +1,265 @@
+"""``primer-mtf score``: zero-, one- and few-shot accuracy of a checkpoint on a
+task (see :mod:`primer_mtf.data.fewshot` for the tasks and the prompts).
+
+Rank classification scores every choice by its log-likelihood after the k-shot
+context through mesh-tensorflow's own scoring, ``utils.run`` in
+``score_from_strings`` mode: each (context, choice) pair is one sequence whose
+context tokens are an unscored prefix, and the score is the sum of the choice's
+token log-likelihoods. The task's normalisation then ranks the choices by that
+sum (``sum``), by it divided by the choice's token count (``mean``), or by it
+minus the choice's log-likelihood after the shots alone (``pmi``, which scores
+every choice a second time); the accuracy of each computed normalisation is
+reported. Generative tasks decode greedily, through the same
+incremental decoding as ``primer-mtf sample``, as many tokens as the answer has,
+and count an exact match of the text.
+
+Nothing is written until every task has been scored: then
+``score_<task>_<k>shot.json`` in the model_dir (one row per checkpoint step;
+scoring a step again replaces its row) and TensorBoard scalars
+``<task>/<k>shot/accuracy`` in ``score/``.
+"""
+
+import dataclasses
+import json
+import os
+
+import gin
+from mesh_tensorflow.transformer import utils as mtf_utils
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from primer_mtf.data import fewshot
+from primer_mtf.errors import UsageError
+from primer_mtf.running import sampling
+
+SCORE_DIR = "score"
+
+
+@dataclasses.dataclass
+class Prepared:
+  """A task's examples with their k-shot contexts (and the shots alone, the
+  context ``pmi`` compares with), checked against the model's length."""
+  task: fewshot.Task
+  examples: list
+  contexts: list
+  prefixes: list
+  normalize: str
+
+
+def _tokens(vocab, text):
+  # as mesh-tensorflow's encode_inputs tokenizes a context and a continuation
+  return len(vocab.encode(text.strip()))
+
+
+def prepare(task, shots, seed, limit, normalize, vocab, length):
+  """Loads a task, builds its prompts and checks that every sequence fits."""
+  examples = task.load("validation")
+  if limit:
+    examples = examples[:limit]
+  pool = task.load("train") if shots else []
+  if shots and task.same_pool:
+    pool = task.load("validation")   # the whole file; a query is not its own shot
+  prefixes = fewshot.shot_prefixes(examples, pool, shots, seed, task.separator,
+                                  task.same_pool)
+  contexts = [fewshot.with_query(p, ex.context, task.separator)
+              for p, ex in zip(prefixes, examples)]
+  for i, (ex, context) in enumerate(zip(examples, contexts)):
+    n_context = _tokens(vocab, context)
+    if ex.kind == fewshot.GENERATE and n_context == 0:
+      raise UsageError(f"task {task.name}: example {i + 1} has an empty context; "
+                       "exact match needs a context to continue")
+    ends = ex.choices if ex.kind == fewshot.RANK else (ex.answer,)
+    longest = max(_tokens(vocab, e) for e in ends)
+    if n_context + longest > length:
+      raise UsageError(
+          f"task {task.name}: the {shots}-shot prompt of example {i + 1} with its "
+          f"longest {'choice' if ex.kind == fewshot.RANK else 'answer'} is "
+          f"{n_context + longest} tokens; the model's length is {length}; use "
+          "fewer --shots")
+  normalize = normalize or task.normalize
+  if normalize not in fewshot.NORMALIZATIONS:
+    raise UsageError(f"--normalize {normalize!r}: choose one of "
+                     f"{', '.join(fewshot.NORMALIZATIONS)}")
+  return Prepared(task, examples, contexts, prefixes, normalize)
+
+
+class _IdsVocabulary:
+  """The run's vocabulary without ``decode_tf``, so that score mode returns its
+  targets as ids. On CPU, ``utils.run``'s score mode detokenizes the targets in
+  the graph whenever the vocabulary can, and SentencePiece fails on the negative
+  ids that mark an unscored prefix; the failure is an OutOfRangeError, which the
+  estimator takes for the end of the input, so nothing would be scored."""
+
+  def __init__(self, vocab):
+    self._vocab = vocab
+
+  @property
+  def vocab_size(self):
+    return self._vocab.vocab_size
+
+  def encode(self, s):
+    return self._vocab.encode(s)
+
+  def decode(self, ids):
+    return self._vocab.decode(ids)
+
+  def encode_tf(self, s):
+    return self._vocab.encode_tf(s)
+
+
+def log_likelihoods(run, contexts, continuations):
+  """Sum of each continuation's token log-likelihoods after its context, by
+  ``utils.run(mode="score_from_strings")`` on the run's checkpoint (gin parsed)."""
+  collected = []
+
+  def keep(results, vocabulary):
+    del vocabulary
+    collected.extend(float(r["scores"]) for r in results)
+    return collected
+
+  with gin.unlock_config():
+    gin.bind_parameter("score_from_strings.inputs", list(contexts))
+    gin.bind_parameter("score_from_strings.targets", list(continuations))
+    gin.bind_parameter("score_from_strings.score_postprocess_fn", keep)
+    mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
+                  model_dir=run.model_dir, mode="score_from_strings",
+                  vocabulary=_IdsVocabulary(sampling.vocabulary()),
+                  eval_checkpoint_step=run.step)
+  if len(collected) != len(continuations):
+    raise RuntimeError(f"scored {len(collected)} of {len(continuations)} sequences")
+  return np.array(collected)
+
+
+def rank_classification(run, prepared, vocab):
+  """Accuracy of the rank-classification examples under each normalisation
+  (``pmi`` only when it is the one asked for: it scores every choice twice)."""
+  contexts, continuations, owner = [], [], []
+  for i, (ex, context) in enumerate(zip(prepared.examples, prepared.contexts)):
+    for choice in ex.choices:
+      contexts.append(context)
+      continuations.append(choice)
+      owner.append(i)
+  pairs = list(zip(contexts, continuations))
+  if prepared.normalize == "pmi":
+    baseline = [(prepared.prefixes[i], c) for i, c in zip(owner, continuations)]
+    unique = list(dict.fromkeys(baseline))
+    pairs += unique
+  scores = log_likelihoods(run, *zip(*pairs))
+  sums = scores[:len(continuations)]
+  counts = np.array([_tokens(vocab, c) for c in continuations], np.float64)
+  normalised = {"sum": sums, "mean": sums / counts}
+  if prepared.normalize == "pmi":
+    unconditional = dict(zip(unique, scores[len(continuations):]))
+    normalised["pmi"] = sums - np.array([unconditional[b] for b in baseline])
+  owner = np.array(owner)
+  accuracy = {}
+  for name, values in normalised.items():
+    accuracy[name] = float(np.mean([
+        int(np.argmax(values[owner == i])) in ex.right
+        for i, ex in enumerate(prepared.examples)]))
+  chance = float(np.mean([len(ex.right) / len(ex.choices)
+                          for ex in prepared.examples]))
+  return {"accuracy": accuracy[prepared.normalize], "chance": chance,
+          "normalize": prepared.normalize,
+          **{f"accuracy_{k}": v for k, v in accuracy.items()}}
+
+
+def exact_match(run, prepared, vocab):
+  """Accuracy of greedy decoding of as many tokens as each answer has."""
+  prompts = [vocab.encode(c.strip()) for c in prepared.contexts]
+  answers = [vocab.encode(ex.answer.strip()) for ex in prepared.examples]
+  steps = max(len(a) for a in answers)
+  with sampling.RestoredLM(run) as lm:
+    out = lm.sample(prompts, steps, temperature=0.0)
+  correct = []
+  for row, prompt, answer, ex in zip(out, prompts, answers, prepared.examples):
+    new = sampling.new_tokens(row, len(prompt), len(answer))
+    text = vocab.decode([t for t in new if t != sampling.EOS])
+    correct.append(text.strip() == ex.answer.strip())
+  return {"accuracy": float(np.mean(correct)), "chance": 0.0}
+
+
+def _json_path(model_dir, task_name, shots):
+  safe = task_name.replace("/", "_")
+  return os.path.join(model_dir, f"score_{safe}_{shots}shot.json")
+
+
+def _write(run, rows):
+  """JSON per task (rows merged by step) and TensorBoard scalars."""
+  paths = []
+  for row in rows:
+    path = _json_path(run.model_dir, row["task"], row["shots"])
+    table = []
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        table = [r for r in json.load(f) if r.get("step") != row["step"]]
+    table = sorted(table + [row], key=lambda r: r["step"])
+    with tf.io.gfile.GFile(path, "w") as f:
+      json.dump(table, f, indent=1)
+    paths.append(path)
+  import tensorflow as tf2  # pylint: disable=g-import-not-at-top
+  writer = tf2.summary.create_file_writer(os.path.join(run.model_dir, SCORE_DIR))
+  with writer.as_default():
+    for row in rows:
+      tf2.summary.scalar(f"{row['task']}/{row['shots']}shot/accuracy",
+                         row["accuracy"], step=row["step"])
+  writer.close()
+  return paths
+
+
+def score(model_dir, task_names, shots=1, seed=0, limit=None, normalize=None,
+          mesh=None, checkpoint_step=None, train_file=None, tfds_data_dir=None,
+          gin_params=(), report=print):
+  """Scores each task on one checkpoint; returns (rows, paths written).
+
+  Tasks whose data is missing (SuperGLUE without prepared TFDS data) are skipped
+  with one line each; if every task is missing that line is the error.
+  """
+  if shots < 0:
+    raise UsageError(f"--shots {shots} is negative")
+  if limit is not None and limit < 1:
+    raise UsageError(f"--limit {limit} must be at least 1")
+  if normalize is not None and normalize not in fewshot.NORMALIZATIONS:
+    raise UsageError(f"--normalize {normalize!r}: choose one of "
+                     f"{', '.join(fewshot.NORMALIZATIONS)}")
+  # task files are read and checked first: nothing else is needed for that
+  tasks = [fewshot.get(n, tfds_data_dir, train_file)
+           for n in fewshot.expand(task_names)]
+  run = sampling.open_run(model_dir, mesh, checkpoint_step, gin_params)
+  vocab = sampling.vocabulary()
+  if not tfds_data_dir and run.record.get("tfds_data_dir"):
+    tasks = [fewshot.get(t.name, run.record["tfds_data_dir"])
+             if t.name.startswith("super_glue/") else t for t in tasks]
+  prepared, skipped = [], []
+  for task in tasks:
+    try:
+      prepared.append(prepare(task, shots, seed, limit, normalize, vocab,
+                              run.length))
+    except UsageError as e:
+      if not (task.name.startswith("super_glue/") and "is not prepared" in str(e)):
+        raise
+      skipped.append(f"[score] skipping {task.name}: {e}")
+  if not prepared:
+    raise UsageError(skipped[0].split(": ", 1)[1])
+  for line in skipped:
+    report(line)
+  rows = []
+  for p in prepared:
+    if p.task.kind == fewshot.RANK:
+      result = rank_classification(run, p, vocab)
+    else:
+      result = exact_match(run, p, vocab)
+    rows.append({"task": p.task.name, "kind": p.task.kind, "shots": shots,
+                 "seed": seed, "step": run.step, "examples": len(p.examples),
+                 **result})
+    line = (f"[score] {p.task.name} {shots}-shot step {run.step}: accuracy "
+            f"{result['accuracy']:.4f} on {len(p.examples)} examples "
+            f"(chance {result['chance']:.4f}")
+    if p.task.kind == fewshot.RANK:
+      others = ", ".join(f"{k} {result[f'accuracy_{k}']:.4f}"
+                         for k in fewshot.NORMALIZATIONS if k != p.normalize
+                         and f"accuracy_{k}" in result)
+      line += f"; ranked by {p.normalize}; {others}"
+    report(line + ")")
+  return rows, _write(run, rows)
+
