@@ -125,7 +125,7 @@ def test_jsonl_tasks_of_both_kinds(tmp_path):
     ('{"context": "a", "choices": ["x", "y"], "label": true}',
      ':3: "label" must be the index of the right choice'),
     ('{"context": "a", "answer": "b"}',
-     ":3: a exact_match example in a file whose first example (line 1) is "
+     ":3: an exact_match example in a file whose first example (line 1) is "
      "rank_classification"),
     ('{"context": "a", "answer": ""}', ':3: "answer" must be a non-empty string'),
 ])
@@ -148,6 +148,11 @@ def test_unknown_and_empty_tasks_are_one_line(capsys, tmp_path):
         "has no examples")
   fails(capsys, ["score", "--model_dir", str(tmp_path), "--task",
                  str(tmp_path / "missing.jsonl")], "does not exist")
+  fails(capsys, ["score", "--model_dir", str(tmp_path), "--task", "kjv_ending",
+                 "--train_file", empty], "--train_file gives the shots of a JSONL "
+                                         "task; no --task is a JSONL file")
+  fails(capsys, ["score", "--model_dir", str(tmp_path), "--task", "kjv_ending",
+                 "--shots", "-1"], "--shots -1 is negative")
   assert os.listdir(tmp_path) == ["empty.jsonl"]
 
 

@@ -395,8 +395,9 @@ def read_jsonl(path):
       if first is None:
         first = (number, ex.kind)
       elif ex.kind != first[1]:
-        raise _bad(path, number, f"a {ex.kind} example in a file whose first "
-                                 f"example (line {first[0]}) is {first[1]}")
+        article = "an" if ex.kind[0] in "aeiou" else "a"
+        raise _bad(path, number, f"{article} {ex.kind} example in a file whose "
+                                 f"first example (line {first[0]}) is {first[1]}")
       examples.append(ex)
   if not examples:
     raise UsageError(f"task file {path} has no examples")
@@ -421,6 +422,13 @@ def task_names():
   return ["kjv_ending", "kjv_last_word"] + [f"super_glue/{t}" for t in SUPER_GLUE]
 
 
+def is_task_file(name):
+  """Whether ``--task name`` names a JSONL file rather than a shipped task."""
+  return (name not in task_names() and not name.startswith("super_glue")
+          and (name.endswith((".jsonl", ".json")) or os.path.sep in name
+               or os.path.exists(name)))
+
+
 def get(name, tfds_data_dir=None, train_file=None):
   """The task called ``name``: a shipped one, ``super_glue/X`` or a JSONL file."""
   if name == "kjv_ending":
@@ -431,7 +439,7 @@ def get(name, tfds_data_dir=None, train_file=None):
     task = name.split("/", 1)[1]
     return Task(name, RANK, functools.partial(super_glue_examples, task,
                                               data_dir=tfds_data_dir))
-  if name.endswith((".jsonl", ".json")) or os.path.sep in name or os.path.exists(name):
+  if is_task_file(name):
     return jsonl_task(name, train_file)
   raise UsageError(f"unknown --task {name!r}; give a JSONL file or one of: "
                    f"{', '.join(task_names())} (super_glue runs them all)")

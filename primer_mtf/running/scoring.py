@@ -222,9 +222,12 @@ def score(model_dir, task_names, shots=1, seed=0, limit=None, normalize=None,
   if normalize is not None and normalize not in fewshot.NORMALIZATIONS:
     raise UsageError(f"--normalize {normalize!r}: choose one of "
                      f"{', '.join(fewshot.NORMALIZATIONS)}")
+  names = fewshot.expand(task_names)
+  if train_file and not any(fewshot.is_task_file(n) for n in names):
+    raise UsageError("--train_file gives the shots of a JSONL task; no --task is "
+                     "a JSONL file")
   # task files are read and checked first: nothing else is needed for that
-  tasks = [fewshot.get(n, tfds_data_dir, train_file)
-           for n in fewshot.expand(task_names)]
+  tasks = [fewshot.get(n, tfds_data_dir, train_file) for n in names]
   run = sampling.open_run(model_dir, mesh, checkpoint_step, gin_params)
   vocab = sampling.vocabulary()
   if not tfds_data_dir and run.record.get("tfds_data_dir"):
