@@ -68,6 +68,7 @@ def greedy(model_dir, mesh):
   return prompts, out, np.argmax(logits, axis=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.parametrize("mesh", ["cpu", "cpu_2x2"])
 def test_greedy_decoding_is_the_teacher_forced_argmax(model_dir, mesh):
@@ -86,12 +87,14 @@ def test_greedy_decoding_is_the_teacher_forced_argmax(model_dir, mesh):
   assert len(set(decoded)) >= 8, decoded   # a varied decode, or the test is weak
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_2x2_mesh_decodes_what_one_device_decodes(model_dir):
   np.testing.assert_array_equal(greedy(model_dir, "cpu_2x2")[1],
                                 greedy(model_dir, "cpu")[1])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_top_k_temperature_and_seed(model_dir):
   """Top-k sampling draws only from the k most likely tokens (given the tokens
@@ -117,6 +120,7 @@ def test_top_k_temperature_and_seed(model_dir):
   assert (a != greedy_out).any()   # temperature 1 does sample
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_sample_command_prints_text_and_json(capsys, model_dir):
   from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
@@ -136,6 +140,7 @@ def test_sample_command_prints_text_and_json(capsys, model_dir):
   assert capsys.readouterr().out.strip() == lines[0]["full_text"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_prompt_longer_than_the_model_is_one_line(capsys, model_dir):
   before = snapshot(model_dir)

@@ -246,6 +246,7 @@ def _log_softmax(x):
   return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_scores_are_the_teacher_forced_sum_of_log_softmax(model_dir):
   """utils.run's score_from_strings (the scoring route) against numpy's
@@ -268,6 +269,7 @@ def test_scores_are_the_teacher_forced_sum_of_log_softmax(model_dir):
   assert np.ptp(scores) > 10     # the scores differ: the test is not trivial
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_exact_match_counts_greedy_continuations(model_dir, tmp_path):
   """A generative JSONL task whose answers are the model's own greedy
@@ -315,6 +317,7 @@ UNTRAINED_BAND = 0.12
 TRAINED_AT_LEAST = 0.35
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_one_shot_kjv_ending_trained_above_chance_untrained_at_chance(model_dir,
                                                                       tmp_path):
@@ -341,6 +344,7 @@ def test_one_shot_kjv_ending_trained_above_chance_untrained_at_chance(model_dir,
   assert events[("kjv_ending/1shot/accuracy", 300)] == pytest.approx(last["accuracy"])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_k_shot_prompt_longer_than_the_model_is_one_line(capsys, model_dir):
   before = snapshot(model_dir)

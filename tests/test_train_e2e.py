@@ -96,7 +96,8 @@ def test_t5_mesh_transformer_binary_trains_the_same_model(tmp_path):
 
 @pytest.mark.parametrize("model, objective", [
     ("primer_ez", "packed_lm"), ("primer", "packed_lm"),
-    ("primer_as_released", "lm_as_released")])   # the release's model and data
+    pytest.param("primer_as_released", "lm_as_released",   # the release's model
+                 marks=pytest.mark.slow)])                 # and data
 def test_primer_models_train_and_validation_loss_falls(model, objective, tmp_path):
   model_dir = str(tmp_path / model)
   _ok(run_cli("train", "--model_dir", model_dir, "--model", model,
@@ -140,6 +141,7 @@ def test_eval_skips_evaluated_checkpoints_and_never_writes_into_them(trained, tm
   assert _checkpoint_bytes(model_dir) == before
 
 
+@pytest.mark.slow
 def test_eval_follow_evaluates_checkpoints_as_training_writes_them(tmp_path):
   model_dir = str(tmp_path / "followed")
   train = subprocess.Popen(
