@@ -71,51 +71,48 @@ def write_results(model_dir, split, table):
   return base + ".json"
 
 
-def plot(model_dir, split, table):
-  """loss.png: training loss from the progress log and eval loss per checkpoint."""
+def _step_plot(path, title, ylabel, draw):
+  """A PNG of curves against the step: ``draw(ax)`` plots them."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  log = os.path.join(model_dir, progress.TRAIN_LOG)
-  if tf.io.gfile.exists(log):
-    with tf.io.gfile.GFile(log) as f:
-      points = sorted({r["step"]: r["loss"] for r in map(json.loads, f)}.items())
-    ax.plot([p[0] for p in points], [p[1] for p in points], label="train loss",
-            alpha=0.7)
-  ax.plot([r["step"] for r in table], [r["loss"] for r in table], "o-",
-          label=f"{split} loss")
+  draw(ax)
   ax.set_xlabel("step")
-  ax.set_ylabel("cross-entropy (nats/token)")
-  ax.set_title(os.path.basename(os.path.normpath(model_dir)))
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend()
-  path = os.path.join(model_dir, "loss.png")
   with tf.io.gfile.GFile(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)
   return path
+
+
+def plot(model_dir, split, table):
+  """loss.png: training loss from the progress log and eval loss per checkpoint."""
+  def draw(ax):
+    log = os.path.join(model_dir, progress.TRAIN_LOG)
+    if tf.io.gfile.exists(log):
+      with tf.io.gfile.GFile(log) as f:
+        points = sorted({r["step"]: r["loss"] for r in map(json.loads, f)}.items())
+      ax.plot([p[0] for p in points], [p[1] for p in points], label="train loss",
+              alpha=0.7)
+    ax.plot([r["step"] for r in table], [r["loss"] for r in table], "o-",
+            label=f"{split} loss")
+  return _step_plot(os.path.join(model_dir, "loss.png"),
+                    os.path.basename(os.path.normpath(model_dir)),
+                    "cross-entropy (nats/token)", draw)
 
 
 def plot_metrics(model_dir, table, title):
   """metric.png: each decoded metric of a fine-tuning run against the step."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for name in sorted({k for row in table for k in row} - {"step"}):
-    points = [(r["step"], r[name]) for r in table if name in r]
-    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name)
-  ax.set_xlabel("step")
-  ax.set_ylabel("validation metric")
-  ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend()
-  path = os.path.join(model_dir, "metric.png")
-  with tf.io.gfile.GFile(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  def draw(ax):
+    for name in sorted({k for row in table for k in row} - {"step"}):
+      points = [(r["step"], r[name]) for r in table if name in r]
+      ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name)
+  return _step_plot(os.path.join(model_dir, "metric.png"), title,
+                    "validation metric", draw)
 
 
 def checkpoint_steps(model_dir):
