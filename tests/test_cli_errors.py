@@ -56,13 +56,19 @@ def test_bad_corpus_files_create_nothing(capsys, tmp_path, content, message):
   assert not model_dir.exists()
 
 
-def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
-  """A model_dir of another run is refused before anything is written."""
+def _old_run(tmp_path, model):
+  """A run folder whose record predates --objective (no "objective" key)."""
   model_dir = tmp_path / "run"
   model_dir.mkdir()
   record = model_dir / runs.RUN_RECORD
-  record.write_text('{"model": "primer", "size": "tiny", "corpus": "kjv", '
+  record.write_text(f'{{"model": "{model}", "size": "tiny", "corpus": "kjv", '
                     '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
+  return model_dir, record
+
+
+def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
+  """A model_dir of another run is refused before anything is written."""
+  model_dir, record = _old_run(tmp_path, "primer")
   before = record.read_bytes()
   _fails(capsys, ["train", "--model_dir", str(model_dir)],
          "holds a run with model='primer', not 'transformer'")
@@ -73,11 +79,7 @@ def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
 def test_a_run_is_not_resumed_with_another_objective(capsys, tmp_path):
   """A record from before --objective existed had packed_lm; another objective
   would change the data the run trains on, so it is refused."""
-  model_dir = tmp_path / "run"
-  model_dir.mkdir()
-  record = model_dir / runs.RUN_RECORD
-  record.write_text('{"model": "transformer", "size": "tiny", "corpus": "kjv", '
-                    '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
+  model_dir, record = _old_run(tmp_path, "transformer")
   before = record.read_bytes()
   _fails(capsys, ["train", "--model_dir", str(model_dir), "--objective",
                   "lm_as_released"],
