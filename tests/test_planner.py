@@ -79,11 +79,19 @@ def test_the_planner_counts_the_t5_vocabulary_the_gin_file_binds():
       == (rows - 128) * 512
 
 
+# Not parameter-matched, as in the paper: Synthesizer's R matrices (512 x heads x
+# 512 a layer) come on top of the baseline.
+NOT_PARAMETER_MATCHED = ("synthesizer", "synthesizer_squared_relu")
+
+
 @pytest.mark.parametrize("size", ["small", "large"])
 def test_gated_and_primer_variants_keep_parameters_about_equal(size):
   base = planner.plan("transformer", size, "cpu")["parameters"]
   for model in MODELS:
-    assert abs(planner.plan(model, size, "cpu")["parameters"] - base) / base < 0.02
+    result = planner.plan(model, size, "cpu")
+    if model in NOT_PARAMETER_MATCHED:
+      continue
+    assert abs(result["parameters"] - base) / base < 0.02, model
 
 
 @pytest.mark.parametrize("size, mesh", planner.RECOMMENDED)

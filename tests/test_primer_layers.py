@@ -37,9 +37,12 @@ def analytic_parameters(model):
     attention += 3 * 3 * c                         # k=3 taps for each of Q, K, V
   if model in ("primer", "primer_as_released"):
     attention += -d * c + c * c + 2 * 3 * c        # W_s replaces W_K; K, V taps
+  if model in ("transformer_plusplus", "reglu", "swiglu"):
+    ffn = 3 * d * dff_gated + 2 * dff_gated + d    # gated wi_0, wi_1, wo; biases
   if model == "transformer_plusplus":
-    ffn = 3 * d * dff_gated + 2 * dff_gated + d    # SwiGLU wi_0, wi_1, wo; biases
     norm = rms_norm
+  if model.startswith("synthesizer"):
+    attention += 512 * h * 512                     # R: [length, heads, memory_length]
   per_layer = attention + ffn + 2 * norm           # a norm per sublayer
   padded_vocab = -(-VOCAB // 128) * 128            # mesh-tensorflow pads to 128s
   return padded_vocab * d + layers * per_layer + norm + h * 32  # final norm, bias

@@ -1,0 +1,134 @@
+"""The paper's other architectures: activation variants, Synthesizer, Switch
+Transformer and Switch Primer, the Evolved Transformer, each from its gin file."""
+import types
+
+from mesh_tensorflow.transformer import transformer_layers
+import mesh_tensorflow as mtf
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+import primer_mtf  # pylint: disable=unused-import
+
+from mtf_harness import LM, SMALL, VOCAB, configure
+
+pytestmark = pytest.mark.graph
+
+_F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+NUMPY_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0),
+    "linear": lambda x: x,
+    "squared_relu": lambda x: np.maximum(x, 0) ** 2,
+    "swish": lambda x: x * _sigmoid(x),
+    # mtf.gelu is the tanh approximation
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+}
+
+
+def _ffn_output_and_variables(model, x):
+  """The model's gin-configured DenseReluDense on x [batch, length, d_model]:
+  its output and its variables, by name."""
+  configure(model)
+  with tf.Graph().as_default():
+    tf.set_random_seed(0)
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "mesh")
+    batch, length, d_model = (mtf.Dimension(n, k) for n, k in
+                              zip(("batch", "length", "d_model"), x.shape))
+    context = types.SimpleNamespace(
+        mesh=mesh, train=False, mode="eval", length_dim=length,
+        batch_dims=[batch], variable_dtype=_F32,
+        model=types.SimpleNamespace(model_dim=d_model, ensemble_dims=[]))
+    mx = mtf.import_tf_tensor(mesh, tf.constant(x), mtf.Shape([batch, length, d_model]))
+    y = transformer_layers.DenseReluDense().call(context, mx)
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
+    lowering = mtf.Lowering(graph, {mesh: impl})
+    out = lowering.export_to_tf_tensor(y)
+    variables = graph.trainable_variables
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(lowering.copy_masters_to_slices())
+      values = sess.run([out] + [v.get_master() for v in variables])
+  return values[0], {v.name: value for v, value in zip(variables, values[1:])}
+
+
+@pytest.mark.parametrize("model, activations", [
+    ("gelu", ["gelu"]), ("swish", ["swish"]), ("squared_relu", ["squared_relu"]),
+    ("reglu", ["relu", "linear"]), ("swiglu", ["swish", "linear"]),
+    ("synthesizer_squared_relu", ["squared_relu"])])
+def test_feed_forward_layer_equals_numpy(model, activations):
+  """FFN(x) = (prod_i act_i(x W_i + b_i)) W_o + b_o, gated variants at d_ff_gated."""
+  x = np.random.RandomState(0).randn(2, 5, SMALL["d_model"]).astype(np.float32)
+  y, w = _ffn_output_and_variables(model, x)
+  gated = len(activations) > 1
+  hidden = SMALL["d_ff_gated"] if gated else SMALL["d_ff"]
+  h = 1.0
+  for i, name in enumerate(activations):
+    prefix = f"wi_{i}" if gated else "wi"
+    assert w[f"{prefix}/kernel"].shape == (SMALL["d_model"], hidden)
+    h = h * NUMPY_ACTIVATIONS[name](x @ w[f"{prefix}/kernel"] + w[f"{prefix}/bias"])
+  expected = h @ w["wo/kernel"] + w["wo/bias"]
+  assert sorted(w) == sorted(
+      [f"{p}/{k}" for p in ([f"wi_{i}" for i in range(len(activations))]
+                            if gated else ["wi"]) + ["wo"] for k in ("kernel", "bias")])
+  np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_synthesizer_adds_one_512_by_512_matrix_per_head_and_layer():
+  configure("transformer")
+  baseline = LM().count_parameters()
+  configure("synthesizer")
+  names = LM().variable_names()
+  assert len([n for n in names if n.endswith("/Synthesizer/R")]) == SMALL["num_layers"]
+  extra = SMALL["num_layers"] * 512 * SMALL["num_heads"] * 512
+  assert LM().count_parameters() == baseline + extra
+
+
+def _packed_rows(lm):
+  """Logits of example B (positions 7-15) in rows whose example A (0-6) differs."""
+  rng = np.random.RandomState(2)
+  segments = np.array([[1] * 7 + [2] * 9] * 2, np.int32)
+  positions = np.array([list(range(7)) + list(range(9))] * 2, np.int32)
+  a = rng.randint(1, VOCAB, (2, 16)).astype(np.int32)
+  b = a.copy()
+  b[:, :7] = rng.randint(1, VOCAB, (2, 7))
+  return (lm.forward(a, segments, positions)[0][:, 7:],
+          lm.forward(b, segments, positions)[0][:, 7:])
+
+
+# Switch is left out: tokens of one group compete for an expert's capacity, so an
+# example can change which of another's tokens overflow (mesh-tensorflow's MoE).
+PACKABLE = ["gelu", "swiglu", "synthesizer", "synthesizer_squared_relu"]
+
+
+@pytest.mark.parametrize("model", PACKABLE)
+def test_packed_examples_do_not_see_each_other(model):
+  configure(model)
+  b1, b2 = _packed_rows(LM(random_scale=0.3))
+  assert np.abs(b1 - b2).max() <= 1e-5
+
+
+DECODABLE = ["synthesizer"]
+
+
+@pytest.mark.parametrize("model", DECODABLE)
+@pytest.mark.parametrize("mesh", ["", "batch:2,model:2"])
+def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh):
+  configure(model, ["Unitransformer.shared_embedding_and_softmax_weights = False"])
+  prompts = np.zeros((4, 12), np.int32)
+  prompt_lengths = [0, 1, 3, 5]
+  rng = np.random.RandomState(3)
+  for row, n in enumerate(prompt_lengths):
+    prompts[row, :n] = rng.randint(2, VOCAB, n)
+  ids, argmax = LM(mesh, seed=1, random_scale=1.0).greedy_and_teacher_forced(prompts)
+  np.testing.assert_array_equal(ids[prompts != 0], prompts[prompts != 0])
+  decoded = np.concatenate([ids[row, n:] for row, n in enumerate(prompt_lengths)])
+  assert len(set(decoded)) >= 2, ids
+  for row, n in enumerate(prompt_lengths):
+    np.testing.assert_array_equal(ids[row, n:], argmax[row, n:], err_msg=f"row {row}")
