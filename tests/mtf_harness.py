@@ -15,7 +15,7 @@ from primer_mtf.layers import dconv
 SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "d_kv": 8, "d_ff": 64,
          "d_ff_gated": 42}
 VOCAB = 64
-LAYOUT = "batch:batch,d_ff:model,heads:model,vocab:model"
+LAYOUT = "batch:batch,d_ff:model,heads:model,vocab:model,experts:batch"
 
 
 def configure(model, extra=()):

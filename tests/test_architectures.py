@@ -9,6 +9,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
+from primer_mtf import configs
+from primer_mtf.planning import model_graph
+from primer_mtf.planning import planner
 
 from mtf_harness import LM, SMALL, VOCAB, configure
 
@@ -132,3 +135,49 @@ def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh):
   assert len(set(decoded)) >= 2, ids
   for row, n in enumerate(prompt_lengths):
     np.testing.assert_array_equal(ids[row, n:], argmax[row, n:], err_msg=f"row {row}")
+
+
+NEW_MODELS = ["gelu", "swish", "reglu", "swiglu", "synthesizer",
+              "synthesizer_squared_relu", "switch_transformer", "switch_primer"]
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+@pytest.mark.parametrize("model", NEW_MODELS)
+def test_planner_counts_the_built_graph_at_paper_sizes(model, size):
+  """The planner's count is the harness's graph's (T5's vocabulary), at full depth."""
+  planned = planner.plan(model, size, "cpu")
+  configs.parse(model, size, "cpu")
+  assert LM(vocab=32128).count_parameters() == planned["parameters"]
+
+
+def test_switch_active_parameters_and_flops_by_hand():
+  """Small Switch: 6 layer pairs, every other FFN a 32-expert MoE. A token uses
+  one expert (no biases) and the router; FLOPs = 6 N_active + 12 L T C."""
+  d, layers, c, d_ff, vocab, length, experts = 512, 6, 8 * 64, 2048, 32128, 512, 32
+  switch = planner.plan("switch_transformer", "small", "cpu")
+  dense = planner.plan("transformer", "small", "cpu")
+  moe_layers = layers // 2
+  assert switch["active_parameters"] == (
+      dense["parameters"] - moe_layers * (d_ff + d) + moe_layers * d * experts)
+  assert switch["parameters"] == switch["active_parameters"] + moe_layers * (
+      experts - 1) * 2 * d * d_ff
+  n_active = vocab * d + layers * (4 * d * c + 2 * d * d_ff) + moe_layers * d * experts
+  assert switch["flops_per_token"] == 6 * n_active + 12 * layers * length * c
+  assert switch["flops_per_step"] == switch["flops_per_token"] * 128 * 512
+
+
+@pytest.mark.parametrize("model", ["switch_transformer", "switch_primer"])
+def test_switch_experts_split_over_the_batch_dimension(model):
+  """Lowered on cpu_2x2, each core holds 16 of the 32 experts, as the planner says;
+  on the v3-32 expert mesh, one expert a core, and medium fits."""
+  configs.parse(model, "tiny", "cpu_2x2", gin_params=["num_layers = 2"])
+  mesh, rules = configs.mesh_shape(), configs.layout_rules()
+  expected = [planner.per_core_shape(v.shape, mesh, rules)
+              for v in model_graph.build(VOCAB, batch=4, length=8).variables]
+  lowered = LM("batch:2,model:2").per_core_variable_shapes()
+  assert sorted(lowered) == sorted(expected)
+  assert (16, 128, 512) in lowered and (16, 512, 128) in lowered   # wi, wo
+  pod = planner.plan(model, "medium", "v3_32_experts")
+  assert pod["divides"] and pod["fits"] and pod["cores"] == 32
+  per_core_experts = pod["parameters"] - pod["parameters_per_core"]
+  assert per_core_experts == 6 * 31 * 2 * 768 * 3072   # 6 MoE layers, 31 of 32 elsewhere

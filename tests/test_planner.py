@@ -91,7 +91,8 @@ def test_gated_and_primer_variants_keep_parameters_about_equal(size):
     result = planner.plan(model, size, "cpu")
     if model in NOT_PARAMETER_MATCHED:
       continue
-    assert abs(result["parameters"] - base) / base < 0.02, model
+    # a mixture of experts matches the baseline in the parameters a token uses
+    assert abs(result["active_parameters"] - base) / base < 0.02, model
 
 
 @pytest.mark.parametrize("size, mesh", planner.RECOMMENDED)

@@ -33,7 +33,7 @@ def analytic_parameters(model):
   attention = 4 * d * c                            # W_Q, W_K, W_V, W_O
   ffn = 2 * d * dff + dff + d                      # two matrices with biases
   norm = layer_norm
-  if model in ("mdha", "primer_ez"):
+  if model in ("mdha", "primer_ez", "switch_primer"):
     attention += 3 * 3 * c                         # k=3 taps for each of Q, K, V
   if model in ("primer", "primer_as_released"):
     attention += -d * c + c * c + 2 * 3 * c        # W_s replaces W_K; K, V taps
@@ -44,6 +44,9 @@ def analytic_parameters(model):
   if model.startswith("synthesizer"):
     attention += 512 * h * 512                     # R: [length, heads, memory_length]
   per_layer = attention + ffn + 2 * norm           # a norm per sublayer
+  if model in ("switch_transformer", "switch_primer"):
+    experts = 32                                   # every other FFN: 32 experts
+    per_layer += (experts * 2 * d * dff + d * experts - ffn) / 2  # no biases; router
   padded_vocab = -(-VOCAB // 128) * 128            # mesh-tensorflow pads to 128s
   return padded_vocab * d + layers * per_layer + norm + h * 32  # final norm, bias
 
@@ -112,9 +115,17 @@ def test_mdha_is_importable_and_its_taps_are_constant_initialised():
     assert convs == {(p, t) for p in "qkv" for t in expected}, layer_name
 
 
+# An expert takes a limited number of a group's tokens (its capacity), in the
+# group's order, rows one after another: a later token of one row can push an
+# earlier token of the next row out of its expert. With room for every token
+# (capacity factor = number of experts) the routing is per token and causal.
+NO_OVERFLOW = {"switch_transformer": ["MoE1D.capacity_factor_eval = 32.0"],
+               "switch_primer": ["MoE1D.capacity_factor_eval = 32.0"]}
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_causal_changing_later_tokens_leaves_earlier_logits(model):
-  configure(model)
+  configure(model, NO_OVERFLOW.get(model, []))
   rng = np.random.RandomState(1)
   a = rng.randint(1, VOCAB, (2, 12)).astype(np.int32)
   b = a.copy()
@@ -198,9 +209,16 @@ def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh, with_prompt,
     np.testing.assert_array_equal(ids[row, n:], argmax[row, n:], err_msg=f"row {row}")
 
 
-@pytest.mark.parametrize("model", ["primer_ez", "primer", "transformer"])
-def test_2x2_mesh_loss_and_gradient_norm_equal_one_device(model):
-  configure(model)
+# Switch: mesh-tensorflow's MoE routes each group of tokens on its own, and makes
+# as many groups as the batch dimension's mesh size at least; a group size of half
+# the batch's tokens gives both meshes the same two groups. The 2x2 mesh splits
+# the 32 experts two ways (experts:batch).
+@pytest.mark.parametrize("model, extra", [
+    ("primer_ez", []), ("primer", []), ("transformer", []),
+    ("switch_transformer", ["MoE1D.group_size = 24"]),
+    ("switch_primer", ["MoE1D.group_size = 24"])])
+def test_2x2_mesh_loss_and_gradient_norm_equal_one_device(model, extra):
+  configure(model, extra)
   targets = np.random.RandomState(4).randint(1, VOCAB, (4, 12)).astype(np.int32)
   _, loss_1, grad_1 = LM("").forward(targets, gradient_norm=True)
   _, loss_4, grad_4 = LM("batch:2,model:2").forward(targets, gradient_norm=True)

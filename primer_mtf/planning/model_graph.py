@@ -10,6 +10,7 @@ tensors and matmuls are then here to count: a new layer needs no planner edit.
 """
 
 import dataclasses
+import math
 
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer
@@ -57,6 +58,11 @@ class ModelGraph:
         found.update((d.name, d.size) for d in t.shape.dims)
     return found
 
+  def active_parameters(self):
+    """The parameters one token uses: of a mixture of experts' weights (variables
+    with an ``experts`` dimension), one expert's share; the router is dense."""
+    return sum(v.shape.size // _experts(v.shape) for v in self.variables)
+
   def forward_matmul_flops(self):
     """FLOPs of the forward pass's contractions (einsums that reduce a dimension).
 
@@ -64,7 +70,15 @@ class ModelGraph:
     6N-style counts leave them out: elementwise products (mtf writes them as
     einsums that reduce nothing: norms, the convolution's taps) and lookups (mtf
     gathers embeddings and relative-position buckets as one-hot einsums).
+
+    A mixture of experts is counted by its active parameters: an expert's
+    matmul (an einsum whose inputs all carry the experts dimension) costs
+    2 x one expert's weights for each token, as if every token passed through one
+    expert; the router is an ordinary matmul; dispatching tokens to experts and
+    combining them back (einsums with an experts dimension and no weight) are
+    routing, like the lookups, and not counted.
     """
+    tokens = self.batch * self.length
     flops = 0
     for op in self.graph.operations:
       if not isinstance(op, mtf.EinsumOperation) or any(
@@ -73,9 +87,43 @@ class ModelGraph:
       dims = set()
       for t in op.inputs:
         dims.update(t.shape.dims)
-      if dims - set(op.outputs[0].shape.dims):
+      if not dims - set(op.outputs[0].shape.dims):
+        continue
+      if not any(d.name in EXPERT_DIMS for d in dims):
         flops += 2 * mtf.Shape(sorted(dims, key=lambda d: d.name)).size
+        continue
+      weights = [v for v in map(_source_variable, op.inputs) if v is not None]
+      if not weights:
+        continue   # routing
+      if all(any(d.name in EXPERT_DIMS for d in t.shape.dims) for t in op.inputs):
+        weight = weights[0].shape
+        flops += 2 * tokens * weight.size // _experts(weight)
+      else:
+        flops += 2 * mtf.Shape(sorted(dims, key=lambda d: d.name)).size   # router
     return flops
+
+
+# mesh-tensorflow's MoE layers name the experts dimension so: "experts" where it
+# is split over the mesh (the experts' weights and their matmuls), "expert_unsplit"
+# where it is not (the router's output, dispatching and combining).
+EXPERT_DIMS = ("experts", "expert_unsplit")
+
+
+def _experts(shape):
+  """The number of experts a variable of ``shape`` holds (1 for a dense one)."""
+  return math.prod(d.size for d in shape.dims if d.name == "experts")
+
+
+def _source_variable(tensor):
+  """The mtf variable ``tensor`` reads, through casts; None if it is no weight."""
+  for _ in range(4):
+    op = tensor.operation
+    if isinstance(op, mtf.Variable):
+      return op
+    if len(op.inputs) != 1 or op.inputs[0].shape != tensor.shape:
+      return None
+    tensor = op.inputs[0]
+  return None
 
 
 def build(vocab_size, batch=None, length=None):
@@ -97,9 +145,13 @@ def build(vocab_size, batch=None, length=None):
     model = mtf_utils.build_model(model_type, vocab_size, vocab_size,
                                   configs.layout_rules(), configs.mesh_shape())
     inputs = transformer.autoregressive_inputs(ids) if model_type != "bitransformer" else ids
+    # T5's training batches are packed, so they carry segment ids (one example a
+    # row here); mesh-tensorflow's MoE reads them to mask padding in training.
+    extra = {} if model_type == "bitransformer" else {
+        "sequence_id": mtf.ones(mesh, shape, tf.int32)}
     with tf.variable_scope(tf.get_variable_scope(), custom_getter=_name_only_getter):
       model.call_simple(inputs=inputs, targets=ids, compute_loss=True,
-                        variable_dtype=_F32)
+                        variable_dtype=_F32, **extra)
   return ModelGraph(graph, model, batch, length)
 
 

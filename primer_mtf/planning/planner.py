@@ -3,7 +3,9 @@
 From the graph (``model_graph`` builds the run's model from its gin files without
 lowering it): the parameters and each core's slice of every variable, Adafactor's
 slots by mesh-tensorflow's own factoring rule, the forward pass's matmul FLOPs, and
-every dimension the layout must divide. A new layer is counted with no edit here.
+every dimension the layout must divide. A mixture of experts holds all its experts'
+parameters (split over the mesh as the layout rules say) but computes with one
+expert a token: its FLOPs and ``active_parameters`` count that one. A new layer is counted with no edit here.
 
 From formulas, where a graph has no answer: training FLOPs are 3x the forward
 pass's (the backward pass costs two forwards); the activations kept for the
@@ -15,6 +17,7 @@ import math
 
 import mesh_tensorflow as mtf
 from mesh_tensorflow import optimize
+from mesh_tensorflow.transformer import moe
 from mesh_tensorflow.transformer import transformer_layers
 
 from primer_mtf import configs
@@ -71,6 +74,14 @@ def _activation_values_per_token(layer, d_model, length, model_par):
     activations = layer.activation
     n = len(activations) if isinstance(activations, (list, tuple)) else 1
     values += (1 + n) * layer.hidden_size / model_par
+  elif isinstance(layer, moe.MoE1D):
+    # pylint: disable=protected-access
+    hp, activations = layer._hparams, layer._activation
+    n = len(activations) if isinstance(activations, (list, tuple)) else 1
+    factor = hp.moe_capacity_factor_train   # expert slots a token, over all experts
+    values += factor * (2 * d_model + (1 + n) * hp.moe_hidden_size)
+    # dispatch and combine: [experts, capacity] a token, about factor x group size
+    values += 2 * factor * hp.moe_group_size
   return values
 
 
@@ -131,6 +142,7 @@ def plan(model, size, mesh="cpu", vocab_size=None, gin_params=(), gin_files=()):
       "mesh_shape": str(mesh_shape) if mesh_shape.size else "one device",
       "accelerator": acc["kind"], "tpu_topology": acc["tpu_topology"],
       "cores": cores, "parameters": built.parameters(),
+      "active_parameters": built.active_parameters(),
       "parameters_per_core": params_per_core,
       "flops_per_token": step_flops // (batch_sequences * length),
       "flops_per_step": step_flops,
@@ -156,7 +168,9 @@ def format_plan(p):
       f"plan: model={p['model']} size={p['size']} mesh={p['mesh']} "
       f"({p['mesh_shape']}, {p['cores']} x {p['accelerator']})",
       f"  parameters           {p['parameters']:,} total, "
-      f"{p['parameters_per_core']:,} per core",
+      f"{p['parameters_per_core']:,} per core" + (
+          f", {p['active_parameters']:,} active a token"
+          if p["active_parameters"] != p["parameters"] else ""),
       f"  training FLOPs       {p['flops_per_token']:.3e} per token, "
       f"{p['flops_per_step']:.3e} per step "
       f"({p['batch_sequences']} x {p['sequence_length']} tokens)",
