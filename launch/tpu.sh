@@ -17,7 +17,16 @@
 #             --checkpoints all (default) evaluates every checkpoint and stops, so
 #             it runs after training on the same slice; --checkpoints continuous
 #             waits for new ones, beside training, on a slice of its own
-#   finetune  train from --init_checkpoint gs://.../model.ckpt-N into the run
+#   finetune  fine-tune the checkpoint --init_checkpoint gs://.../runs/PRE/model.ckpt-N
+#             on --task (kjv_book, a task folder on the bucket, or a seqio task
+#             such as glue_cola_v002) into the run, T5's way: the pretrained run's
+#             operative_config.gin, then gin/finetune/FORMAT.gin (--format:
+#             delimited or prefix for decoder-only models, encoder_decoder for
+#             bi/*), the step count continuing from N for --finetune_steps
+#             (default 262,144, T5's), a constant learning rate of 1e-3. With
+#             finetune, eval decodes the validation split and scores it with the
+#             task's metric (gin/eval/decode.gin) instead of perplexity; so does
+#             eval alone given the fine-tuning run's --task and --init_checkpoint.
 #   delete    delete the slice
 #   run       create,install,train,eval,delete
 # Other flags: --objective (a file of gin/objectives/, default packed_lm), --corpus
@@ -71,9 +80,10 @@ for c in "${given[@]}"; do
 done
 model=primer size="" mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" train_steps=""
 vocabulary="" objective=packed_lm accelerator="" name="" zone="" project="" runtime=""
-init_checkpoint="" checkpoints=all
+init_checkpoint="" checkpoints=all task="" format="" finetune_steps=262144
 parse_flags model size mesh bucket run corpus tfds_data_dir train_steps vocabulary \
-  objective accelerator name zone project runtime init_checkpoint checkpoints -- "$@"
+  objective accelerator name zone project runtime init_checkpoint checkpoints task \
+  format finetune_steps -- "$@"
 
 [ -n "$name" ] || die "--name NAME (the TPU VM) is required"
 [ -n "$zone" ] || die "--zone ZONE is required"
@@ -89,11 +99,25 @@ case "$tfds_data_dir" in gs://?*) ;; *) die "--tfds_data_dir must be a gs:// pat
 case "$checkpoints" in all|continuous) ;;
   *) die "--checkpoints is all (after training) or continuous (on a slice of its own)" ;;
 esac
-case " ${commands[*]} " in *" finetune "*)
-  case "$init_checkpoint" in gs://?*) ;;
+finetuning=0   # a fine-tuning run: finetune, or eval of one (given its --task)
+case " ${commands[*]} " in *" finetune "*) finetuning=1 ;; esac
+[ -z "$task" ] || finetuning=1
+if [ "$finetuning" = 1 ]; then
+  case " ${commands[*]} " in *" train "*)
+    die "train and finetune write one run; fine-tune into a run of its own" ;;
+  esac
+  case "$init_checkpoint" in gs://?*/model.ckpt-[0-9]*) ;;
     *) die "finetune needs --init_checkpoint gs://.../model.ckpt-N" ;;
-  esac ;;
-esac
+  esac
+  pretrained_step="${init_checkpoint##*/model.ckpt-}"
+  case "$pretrained_step" in *[!0-9]*) die "--init_checkpoint must end in model.ckpt-N" ;; esac
+  [ -n "$task" ] || die "finetune needs --task: kjv_book, a task folder or a seqio task"
+  case "$finetune_steps" in ""|*[!0-9]*|0) die "--finetune_steps must be a positive integer" ;; esac
+  case "$model" in bi/*) format="${format:-encoder_decoder}" ;; *) format="${format:-delimited}" ;; esac
+  case "$format" in delimited|prefix|encoder_decoder) ;;
+    *) die "unknown --format '$format'; use delimited, prefix or encoder_decoder" ;;
+  esac
+fi
 if [ "$checkpoints" = continuous ]; then
   case " ${commands[*]} " in *" eval "*)
     case " ${commands[*]} " in *" train "*|*" finetune "*)
@@ -143,14 +167,25 @@ fi
 [ -z "$train_steps" ] || run_params+=("utils.run.train_steps = $train_steps")
 run_params+=("${gin_params[@]+"${gin_params[@]}"}")
 
+# A run's gin files and bindings: pretraining, or T5's fine-tuning recipe (the
+# pretrained operative config, this mesh, the format, then the task and the steps).
+run_files=("objectives/$objective.gin" "models/$model.gin" "sizes/$size.gin"
+           "meshes/$mesh.gin" ${vocabulary_gin:+"$vocabulary_gin"})
+if [ "$finetuning" = 1 ]; then
+  run_files=("${init_checkpoint%/*}/operative_config.gin" "meshes/$mesh.gin"
+             "finetune/$format.gin")
+  run_params=("text2text_task.task = \"$task\""
+              "utils.run.init_checkpoint = \"$init_checkpoint\""
+              "utils.run.train_steps = $((pretrained_step + finetune_steps))"
+              "${gin_params[@]+"${gin_params[@]}"}")
+fi
+
 on_client() {  # [--gin_file=F | BINDING]...: t5_mesh_transformer on worker 0 alone
   local cmd arg
   cmd="$client .venv/bin/t5_mesh_transformer $tpu_flags --model_dir=$model_dir"
   cmd+=" --module_import=primer_mtf --gin_location_prefix=gin/"
-  cmd+=" --t5_tfds_data_dir=$tfds_data_dir --gin_file=objectives/$objective.gin"
-  cmd+=" --gin_file=models/$model.gin --gin_file=sizes/$size.gin"
-  cmd+=" --gin_file=meshes/$mesh.gin${vocabulary_gin:+ --gin_file=$vocabulary_gin}"
-  for arg in "$@" "${run_params[@]}"; do
+  cmd+=" --t5_tfds_data_dir=$tfds_data_dir"
+  for arg in "${run_files[@]/#/--gin_file=}" "$@" "${run_params[@]}"; do
     case "$arg" in
       --gin_file=*) cmd+=" $arg" ;;
       *) cmd+=" $(shell_quote "--gin_param=$arg")" ;;
@@ -190,8 +225,10 @@ for c in "${commands[@]}"; do
     train) on_client ;;
     eval)
       if [ "$checkpoints" = all ]; then step='"all"'; else step=None; fi
-      on_client --gin_file=eval/perplexity.gin "utils.run.eval_checkpoint_step = $step" ;;
-    finetune) on_client "utils.run.init_checkpoint = \"$init_checkpoint\"" ;;
+      eval_gin=eval/perplexity.gin
+      [ "$finetuning" = 0 ] || eval_gin=eval/decode.gin
+      on_client "--gin_file=$eval_gin" "utils.run.eval_checkpoint_step = $step" ;;
+    finetune) on_client ;;
     delete) tpu_vm delete "$name" --quiet ;;
   esac
 done

@@ -16,6 +16,7 @@ with quiet.native_stderr_filtered():
   import tensorflow.compat.v1  # the C++ runtime's start-up lines come here
 
 from primer_mtf.data.tasks import corpus_task
+from primer_mtf.data.text2text import text2text_task
 from primer_mtf.layers import activations
 from primer_mtf.layers import norms
 from primer_mtf.layers.layer_stack import PrePostNormLayerStack
@@ -24,4 +25,4 @@ from primer_mtf.planning.accelerators import accelerator
 from primer_mtf.running.progress import train_with_progress
 
 __all__ = ["MDHA", "PrePostNormLayerStack", "accelerator", "activations",
-           "corpus_task", "norms", "train_with_progress"]
+           "corpus_task", "norms", "text2text_task", "train_with_progress"]

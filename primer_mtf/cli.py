@@ -44,8 +44,9 @@ def parser():
   train.add_argument("--train_steps", type=int, default=None)
   train.add_argument("--objective", default="packed_lm",
                      help="gin/objectives/NAME.gin: packed_lm (EOS after each "
-                          "document, the default) or lm_as_released (the "
-                          "release's 65,536-token chunks, no separators)")
+                          "document, the default), lm_as_released (the "
+                          "release's 65,536-token chunks, no separators) or, for "
+                          "bi/* models, span_corruption (T5's)")
   ev = sub.add_parser("eval", help="perplexity eval of every checkpoint of a run")
   ev.add_argument("--model_dir", required=True)
   ev.add_argument("--split", default="validation")
@@ -78,8 +79,9 @@ def parser():
   ft.add_argument("--finetune_steps", type=int, default=None,
                   help="steps after the pretrained one (default: the pretraining "
                        "configuration's train_steps)")
-  ft.add_argument("--format", default="delimited", help="decoder-only checkpoints: "
-                  "delimited (loss on inputs and targets) or prefix (targets only)")
+  ft.add_argument("--format", default=None, help="a file of gin/finetune/: for "
+                  "decoder-only checkpoints delimited (loss on inputs and targets, "
+                  "the default) or prefix (targets only); encoder_decoder for bi/*")
   ft.add_argument("--learning_rate", type=float, default=1e-3)
   ft.add_argument("--checkpoint_step", type=int, default=None,
                   help="pretrained checkpoint (default: the latest)")

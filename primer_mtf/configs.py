@@ -70,7 +70,7 @@ def resolve(kind, name):
   known = names(kind)
   if name not in known:
     flag = {"models": "--model", "sizes": "--size", "meshes": "--mesh",
-            "objectives": "--objective"}[kind]
+            "objectives": "--objective", "finetune": "--format"}[kind]
     raise UsageError(f"unknown {flag} {name!r}; choose one of: {', '.join(known)}")
   return f"{kind}/{name}.gin"
 
@@ -80,20 +80,29 @@ def parse(model, size, mesh, gin_files=(), gin_params=(), objective=OBJECTIVE):
   files = [MTF_DEFAULTS, resolve("objectives", objective), resolve("models", model),
            resolve("sizes", size), resolve("meshes", mesh)] + list(gin_files)
   gin.clear_config()
+  parse_files(files, gin_params)
+  return files
+
+
+def parse_files(files, gin_params=()):
+  """Parses gin files (found on the search paths), then bindings, on top of what
+  is parsed already; one line for a bad file or binding. T5's deprecated names
+  (in old operative configs) are skipped, as ``t5_mesh_transformer`` does."""
+  from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
   for path in search_paths():  # for `include` inside gin files
     gin.add_config_file_search_path(path)
   root = logging.getLogger()
   level = root.level
   root.setLevel(logging.CRITICAL)  # gin logs an error for every search-path miss
   try:
-    gin.parse_config_files_and_bindings([locate(f) for f in files],
-                                        list(gin_params),
-                                        finalize_config=False)
+    with gin.unlock_config():
+      gin.parse_config_files_and_bindings(
+          [locate(f) for f in files], list(gin_params), finalize_config=False,
+          skip_unknown=mesh_transformer.DEPRECATED_GIN_REFERENCES)
   except (IOError, ValueError, SyntaxError) as e:
     raise UsageError(f"bad gin configuration: {str(e).splitlines()[0]}") from None
   finally:
     root.setLevel(level)
-  return files
 
 
 def query(name, default=None):

@@ -69,8 +69,9 @@ DRY_RUNS = {
     "v4-32": ("tpu.sh", *_tpu_args("run", "xl", "v4_32_mp4")),
     "finetune,eval": ("tpu.sh", *_tpu_args(
         "finetune,eval", "small", "v3_8", "--init_checkpoint",
-        "gs://my-bucket/runs/base/model.ckpt-1000", "--objective", "lm_as_released",
-        "--vocabulary", "gs://my-bucket/spm.model", "--train_steps", "5")),
+        "gs://my-bucket/runs/base/model.ckpt-1000", "--task", "glue_cola_v002",
+        "--format", "prefix", "--finetune_steps", "5", "--run", "cola",
+        "--gin_param", "mesh_eval_dataset_fn.num_eval_examples = 64")),
     "continuous eval": ("tpu.sh", *_tpu_args("eval", "small", "v3_8", "--checkpoints",
                                              "continuous")),
     "recipe": ("recipes/c4_lm.sh", *TPU_FLAGS[:-2], "--dry_run"),
@@ -187,19 +188,27 @@ def _slice_runtimes(*topologies):
 
 
 @graph
-def test_finetune_then_eval_with_another_objective_and_vocabulary(dry_runs):
+def test_finetune_then_eval_follow_t5s_recipe(dry_runs):
+  """The pretrained operative config, the mesh, the format's gin file, then the
+  task and the steps; eval decodes (gin/eval/decode.gin) with the same files."""
   argvs = _argvs(dry_runs["finetune,eval"])
   assert len(argvs) == 2 and all("--worker=0" in argv for argv in argvs)
   finetune, evaluate = (shlex.split(_remote(argv)) for argv in argvs)
   _assert_one_host_client(_remote(argvs[0]))
-  assert '--gin_param=utils.run.init_checkpoint = "gs://my-bucket/runs/base/model.ckpt-1000"' \
-      in finetune
-  assert '--gin_param=utils.run.eval_checkpoint_step = "all"' in evaluate
-  for remote in (evaluate, finetune):
-    assert "--gin_file=objectives/lm_as_released.gin" in remote
-    assert "--gin_file=vocabularies/t5.gin" not in remote
-    assert '--gin_param=corpus_task.vocabulary = "gs://my-bucket/spm.model"' in remote
-    assert "--gin_param=utils.run.train_steps = 5" in remote
+  files = ["--gin_file=gs://my-bucket/runs/base/operative_config.gin",
+           "--gin_file=meshes/v3_8.gin", "--gin_file=finetune/prefix.gin"]
+  params = ['--gin_param=text2text_task.task = "glue_cola_v002"',
+            '--gin_param=utils.run.init_checkpoint = '
+            '"gs://my-bucket/runs/base/model.ckpt-1000"',
+            "--gin_param=utils.run.train_steps = 1005",
+            "--gin_param=mesh_eval_dataset_fn.num_eval_examples = 64"]
+  gin_args = lambda argv: [a for a in argv if a.startswith(("--gin_file", "--gin_param"))]
+  assert gin_args(finetune) == files + params
+  assert gin_args(evaluate) == (
+      files + ["--gin_file=eval/decode.gin",
+               '--gin_param=utils.run.eval_checkpoint_step = "all"'] + params)
+  assert all("--model_dir=gs://my-bucket/runs/cola" in r for r in (finetune, evaluate))
+  assert not any("objectives/" in a or "corpus_task" in a for a in finetune + evaluate)
 
 
 @graph
@@ -391,6 +400,14 @@ def test_bad_tpu_launches_stop_before_anything_runs(dry_runs):
      "unknown --objective 'lm'"),
     ("finetune", ("--size", "small", "--bucket", "gs://b"),
      "finetune needs --init_checkpoint"),
+    ("finetune", ("--size", "small", "--bucket", "gs://b", "--init_checkpoint",
+                  "gs://b/runs/base/model.ckpt-10"), "finetune needs --task"),
+    ("finetune", ("--size", "small", "--bucket", "gs://b", "--init_checkpoint",
+                  "gs://b/runs/base/model.ckpt-10", "--task", "kjv_book",
+                  "--format", "text2text"), "unknown --format 'text2text'"),
+    ("train,finetune", ("--size", "small", "--bucket", "gs://b", "--init_checkpoint",
+                        "gs://b/runs/base/model.ckpt-10", "--task", "kjv_book"),
+     "fine-tune into a run of its own"),
 ])
 def test_tpu_flags_are_checked_before_the_planner(command, args, message):
   result = launch("tpu.sh", command, "--name", "n", "--zone", "z", "--project", "p",

@@ -6,7 +6,8 @@ corpus, the vocabulary size and the data directory are recorded in the operative
 config like every other setting. It registers the task on first use (training and
 caching the SentencePiece vocabulary if needed) and returns its name.
 
-Two LM objectives (``corpus_task.objective``), both packed by T5's input pipeline:
+Three objectives (``corpus_task.objective``), all packed by T5's input pipeline.
+Two for decoder-only language models:
   * ``eos_per_document`` (default): each document ends in EOS, documents are
     concatenated and cut into full ``targets``-length pieces. Every document is
     read whole and every boundary is marked.
@@ -14,6 +15,13 @@ Two LM objectives (``corpus_task.objective``), both packed by T5's input pipelin
     preprocessing with ``objectives/lm.gin``): one random aligned chunk of at most
     65,536 tokens per document, chunks concatenated with no separator, cut into
     ``targets - 1`` tokens, and EOS appended to every piece.
+
+and one for encoder-decoder models (``utils.run.model_type = "bitransformer"``):
+  * ``span_corruption``: T5's pretraining objective (``t5_preprocessors.
+    span_corruption``: 15% of the tokens dropped in spans of mean length 3, each
+    span replaced by a sentinel id in the inputs, and the targets the dropped spans
+    after their sentinels). The sentinels are the vocabulary's extra ids, so it
+    needs ``extra_ids`` (T5: 100).
 """
 
 import functools
@@ -43,7 +51,7 @@ RELEASE_CHUNK_TOKENS = 65536   # objectives/lm.gin: select_random_chunk.max_leng
 CONCAT_DOCUMENTS = 128         # reduce_concat_tokens' batch, as in T5
 
 OBJECTIVES = {
-    # name: (token preprocessors after tokenization, targets end in an added EOS)
+    # name: (token preprocessors after tokenization, the features' add_eos)
     "eos_per_document": ((
         append_document_eos,
         functools.partial(t5_preprocessors.reduce_concat_tokens,
@@ -58,7 +66,23 @@ OBJECTIVES = {
         t5_preprocessors.split_tokens_to_targets_length,  # targets - 1 with add_eos
         seqio.preprocessors.append_eos_after_trim,
     ), True),
+    "span_corruption": ((
+        t5_preprocessors.span_corruption,
+        seqio.preprocessors.append_eos_after_trim,
+    ), True),
 }
+ENCODER_DECODER_OBJECTIVES = ("span_corruption",)
+SPAN_CORRUPTION_DENSITY, SPAN_CORRUPTION_MEAN_LENGTH = 0.15, 3.0   # T5's defaults
+
+
+def span_corruption_targets_length(inputs_length):
+  """The targets length T5's span corruption needs for ``inputs_length`` (T5
+  pretrains with 512 and 114)."""
+  _, targets_length = t5_preprocessors.random_spans_helper(
+      inputs_length=inputs_length, noise_density=SPAN_CORRUPTION_DENSITY,
+      mean_noise_span_length=SPAN_CORRUPTION_MEAN_LENGTH,
+      extra_tokens_per_span_inputs=1, extra_tokens_per_span_targets=1)
+  return targets_length
 
 
 def lm_objective(name):
@@ -104,6 +128,10 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     the registered task name.
   """
   _, add_eos = lm_objective(objective)
+  encoder_decoder = objective in ENCODER_DECODER_OBJECTIVES
+  if encoder_decoder and not extra_ids:
+    raise UsageError(f"objective {objective} needs sentinel ids: bind "
+                     "corpus_task.extra_ids (T5: 100)")
   resolved = corpus_lib.resolve(corpus, tfds_data_dir)
   if vocabulary:
     if not tf.io.gfile.exists(vocabulary):
@@ -121,12 +149,16 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     name += f"_{objective}"
 
   if name not in seqio.TaskRegistry.names():
+    feature = functools.partial(
+        seqio.Feature, seqio.SentencePieceVocabulary(vocab_path, extra_ids=extra_ids),
+        add_eos=add_eos)
+    features = {"targets": feature()}
+    if encoder_decoder:
+      features["inputs"] = feature(required=False)   # made by the objective
     seqio.TaskRegistry.add(
         name,
         source=resolved.source,
         preprocessors=lm_preprocessors(resolved.text_field, objective),
-        output_features={"targets": seqio.Feature(
-            seqio.SentencePieceVocabulary(vocab_path, extra_ids=extra_ids),
-            add_eos=add_eos)},
+        output_features=features,
         metric_fns=[])
   return name

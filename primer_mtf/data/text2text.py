@@ -17,6 +17,12 @@
 
 The tasks built here are registered on the pretrained run's vocabulary, add EOS to
 inputs and targets, and decode-evaluate with their metric.
+
+``text2text_task()`` is the gin entry point, as ``corpus_task()`` is for
+pretraining: the gin files of ``gin/finetune/`` bind
+``mesh_train_dataset_fn.mixture_or_task_name = @primer_mtf.text2text_task()``, and
+the run binds ``text2text_task.task``. The vocabulary is the one the pretrained
+operative config gives ``corpus_task``.
 """
 
 import functools
@@ -26,11 +32,13 @@ import json
 import os
 import random
 
+import gin
 import seqio
 import tensorflow.compat.v1 as tf
 from t5.evaluation import metrics as t5_metrics
 
 from primer_mtf.data import corpus as corpus_lib
+from primer_mtf.data import tasks
 from primer_mtf.errors import UsageError
 
 KJV_BOOK = "kjv_book"
@@ -166,7 +174,7 @@ def _vocabulary_key(vocabulary):
   return f"{digest}_x{getattr(vocabulary, 'extra_ids', 0)}"
 
 
-def task(value, vocabulary):
+def register(value, vocabulary):
   """Registers (once) and names the fine-tuning task of a ``--task`` value on
   ``vocabulary``; a registered seqio task must already use that vocabulary."""
   if value == KJV_BOOK:
@@ -197,3 +205,16 @@ def task(value, vocabulary):
         output_features={"inputs": feature(), "targets": feature()},
         metric_fns=[METRICS[metric]])
   return name
+
+
+def pretrained_vocabulary():
+  """The vocabulary of the configured pretraining task (``corpus_task``)."""
+  return seqio.get_mixture_or_task(tasks.corpus_task()).output_features[
+      "targets"].vocabulary
+
+
+@gin.configurable("text2text_task", module="primer_mtf")
+def text2text_task(task=gin.REQUIRED):
+  """Registers (once) and names the fine-tuning task ``task`` (a ``--task``
+  value) on the pretrained run's vocabulary."""
+  return register(task, pretrained_vocabulary())

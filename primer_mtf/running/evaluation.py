@@ -136,46 +136,60 @@ def _eval_checkpoints(model_dir, steps, split, batches):
                   perplexity_eval_steps=batches)
 
 
-def evaluate(model_dir, split="validation", max_batches=100, follow=False,
-             poll_seconds=30.0, timeout_seconds=3600.0, report=None):
-  """Perplexity eval of the run's checkpoints (gin already parsed).
-
-  A checkpoint already evaluated on the same split and number of examples (its
-  events are in the same eval directory) is not evaluated again. With ``follow``
-  it then waits for the checkpoints training writes, ``poll_seconds`` apart, and
-  stops once the run's last step (``utils.run.train_steps``) is evaluated, or
-  after ``timeout_seconds`` without a new checkpoint. ``report(row)`` is called
-  for each newly evaluated checkpoint. Returns the JSON path, the PNG path and
-  the table of every evaluated checkpoint.
-  """
+def follow_checkpoints(model_dir, evaluated, evaluate_steps, follow=False,
+                       poll_seconds=30.0, timeout_seconds=3600.0):
+  """The loop of every eval: ``evaluate_steps(steps)`` the checkpoints whose step
+  is not in ``evaluated()`` yet. With ``follow`` it then waits for the checkpoints
+  training writes, ``poll_seconds`` apart, and stops once the run's last step
+  (``utils.run.train_steps``) is evaluated, or fails after ``timeout_seconds``
+  without a new checkpoint."""
   final_step = configs.query("utils.run.train_steps")
-  sequence_length = configs.sequence_length()
-  batch_size = configs.batch_sequences()
-  task = corpus_task()
-  batches = count_batches(task, sequence_length, batch_size, split, max_batches)
-  eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{batches * batch_size}")
-  done = {r["step"] for r in rows(read_eval_events(eval_dir))}
+  done = evaluated()
   last_new = time.time()
   while True:
     todo = [s for s in checkpoint_steps(model_dir) if s not in done]
     if not todo and not done and not follow:
       raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
     if todo:
-      _eval_checkpoints(model_dir, todo, split, batches)
-      table = rows(read_eval_events(eval_dir))
-      for row in table:
-        if row["step"] in todo and report:
-          report(row)
-      done = {r["step"] for r in table}
-      write_results(model_dir, split, table)
-      plot(model_dir, split, table)
+      evaluate_steps(todo)
+      done = evaluated()
       last_new = time.time()
     if not follow or final_step in done:
-      break
+      return
     if time.time() - last_new > timeout_seconds:
       raise UsageError(f"no new checkpoint in {model_dir} for {timeout_seconds:.0f} s "
                        f"and step {final_step} is not evaluated yet; is training "
                        "running? (raise --timeout_seconds to wait longer)")
     time.sleep(poll_seconds)
+
+
+def evaluate(model_dir, split="validation", max_batches=100, report=None, **follow):
+  """Perplexity eval of the run's checkpoints (gin already parsed).
+
+  A checkpoint already evaluated on the same split and number of examples (its
+  events are in the same eval directory) is not evaluated again; ``follow``: see
+  :func:`follow_checkpoints`. ``report(row)`` is called for each newly evaluated
+  checkpoint. Returns the JSON path, the PNG path and the table of every
+  evaluated checkpoint.
+  """
+  sequence_length = configs.sequence_length()
+  batch_size = configs.batch_sequences()
+  task = corpus_task()
+  batches = count_batches(task, sequence_length, batch_size, split, max_batches)
+  eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{batches * batch_size}")
+
+  def evaluated():
+    return {r["step"] for r in rows(read_eval_events(eval_dir))}
+
+  def evaluate_steps(steps):
+    _eval_checkpoints(model_dir, steps, split, batches)
+    table = rows(read_eval_events(eval_dir))
+    for row in table:
+      if row["step"] in steps and report:
+        report(row)
+    write_results(model_dir, split, table)
+    plot(model_dir, split, table)
+
+  follow_checkpoints(model_dir, evaluated, evaluate_steps, **follow)
   table = rows(read_eval_events(eval_dir))
   return write_results(model_dir, split, table), plot(model_dir, split, table), table

@@ -11,7 +11,8 @@ Decoder-only checkpoints fine-tune as mesh-tensorflow's ``delimited_lm``: each
 example is ``[inputs, EOS, targets, EOS]`` in one sequence, with the loss on all of
 it (``--format delimited``) or on the targets only (``--format prefix``, a prefix
 LM whose inputs also attend to each other in full). Encoder-decoder checkpoints
-fine-tune as they are.
+fine-tune as they are (``encoder_decoder``). Each format is a gin file of
+``gin/finetune/``, so ``t5_mesh_transformer`` runs the same configuration.
 
 Evaluation decodes the validation split at each checkpoint and scores it with the
 task's metric, through mesh-tensorflow's ``eval`` mode (T5's).
@@ -21,7 +22,6 @@ import os
 import sys
 
 import gin
-import seqio
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
@@ -30,7 +30,9 @@ from primer_mtf.planning import model_graph
 from primer_mtf.running import evaluation
 from primer_mtf.running import runs
 
-FORMATS = ("delimited", "prefix")
+# --format: a file of gin/finetune/ (encoder_decoder for bi/* checkpoints)
+DECODER_ONLY_FORMATS = ("delimited", "prefix")
+ENCODER_DECODER_FORMAT = "encoder_decoder"
 OPERATIVE_CONFIG = "operative_config.gin"
 DECODE_EVAL_DIR = "validation_eval"
 
@@ -51,12 +53,14 @@ def pretrained_checkpoint(pretrained_dir, step=None):
   return path, step
 
 
-def make_record(pretrained_dir, task, fmt="delimited", model=None, mesh=None,
+def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
                 checkpoint_step=None, finetune_steps=None, learning_rate=1e-3,
                 lengths=None, gin_param=()):
-  """The record of a fine-tuning run (``primer_mtf_run.json``)."""
-  if fmt not in FORMATS:
-    raise UsageError(f"unknown --format {fmt!r}; use {' or '.join(FORMATS)}")
+  """The record of a fine-tuning run (``primer_mtf_run.json``). ``fmt`` None:
+  the checkpoint's own (delimited, or encoder_decoder)."""
+  known = DECODER_ONLY_FORMATS + (ENCODER_DECODER_FORMAT,)
+  if fmt is not None and fmt not in known:
+    raise UsageError(f"unknown --format {fmt!r}; use {', '.join(known)}")
   path, step = pretrained_checkpoint(pretrained_dir, checkpoint_step)
   return {"kind": "finetune", "pretrained_dir": os.path.abspath(pretrained_dir),
           "checkpoint": os.path.abspath(path), "pretrained_step": step,
@@ -66,63 +70,61 @@ def make_record(pretrained_dir, task, fmt="delimited", model=None, mesh=None,
           "lengths": lengths, "gin_param": list(gin_param)}
 
 
-def _parse_pretrained(record):
-  """The pretrained operative config, then the --model and --mesh overrides."""
-  gin.clear_config()
-  for path in configs.search_paths():
-    gin.add_config_file_search_path(path)
-  files = [os.path.join(record["pretrained_dir"], OPERATIVE_CONFIG)]
-  if record["model"]:
-    files.append(configs.locate(configs.resolve("models", record["model"])))
-  if record["mesh"]:
-    files.append(configs.locate(configs.resolve("meshes", record["mesh"])))
-  try:
-    from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
-    for f in files:
-      gin.parse_config_file(f, skip_unknown=mesh_transformer.DEPRECATED_GIN_REFERENCES)
-  except (IOError, ValueError, SyntaxError) as e:
-    raise UsageError(f"bad gin configuration: {str(e).splitlines()[0]}") from None
+def _format(record):
+  """The gin/finetune/ file of the run: the checkpoint's kind decides."""
+  encoder_decoder = configs.query("utils.run.model_type") == "bitransformer"
+  fmt = record["format"]
+  if fmt is None:
+    return ENCODER_DECODER_FORMAT if encoder_decoder else DECODER_ONLY_FORMATS[0]
+  if encoder_decoder != (fmt == ENCODER_DECODER_FORMAT):
+    kind = "an encoder-decoder" if encoder_decoder else "a decoder-only"
+    choices = ENCODER_DECODER_FORMAT if encoder_decoder else " or ".join(
+        DECODER_ONLY_FORMATS)
+    raise UsageError(f"{record['checkpoint']} is {kind} model; --format {fmt} does "
+                     f"not fit it, use {choices}")
+  return fmt
 
 
-def pretrained_vocabulary():
-  """The vocabulary the parsed pretraining configuration trained with."""
-  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
-  return seqio.get_mixture_or_task(corpus_task()).output_features[
-      "targets"].vocabulary
+def bindings(record, fmt):
+  """The run's bindings after the gin files: what T5's fine-tuning docs bind."""
+  length = configs.sequence_length()["inputs"]
+  if record["lengths"]:
+    lengths = record["lengths"]
+  elif fmt == ENCODER_DECODER_FORMAT:
+    lengths = {"inputs": length, "targets": length // 4}
+  else:   # inputs and targets share the pretrained length
+    lengths = {"inputs": length * 3 // 4, "targets": length // 4}
+  steps = record["finetune_steps"] or configs.query("utils.run.train_steps") or 1000
+  out = [f"text2text_task.task = {record['task']!r}",
+         f"utils.run.init_checkpoint = {record['checkpoint']!r}",
+         f"utils.run.train_steps = {record['pretrained_step'] + steps}",
+         f"utils.run.sequence_length = {lengths!r}",
+         f"constant_learning_rate.learning_rate = {record['learning_rate']!r}"]
+  if fmt != ENCODER_DECODER_FORMAT:
+    # the combined [inputs, EOS, targets, EOS] sequence is up to their lengths' sum
+    out.append(f"Unitransformer.max_length = {lengths['inputs'] + lengths['targets']}")
+  return out
 
 
 def parse(record, extra_params=()):
-  """Parses the fine-tuning configuration; returns the task name. Fails with one
-  line before any write where the checkpoint does not fit the model."""
+  """Parses the fine-tuning configuration: the pretrained operative config, the
+  --model and --mesh overrides, the gin/finetune/ file, then the bindings.
+  Returns the task name. Fails with one line before any write where the task or
+  the checkpoint does not fit the model."""
   from primer_mtf.data import text2text  # pylint: disable=g-import-not-at-top
-  _parse_pretrained(record)
-  vocabulary = pretrained_vocabulary()
-  task = text2text.task(record["task"], vocabulary)
-  pretrained_type = configs.query("utils.run.model_type")
-  model_type = "bitransformer" if pretrained_type == "bitransformer" else "delimited_lm"
-  length = configs.sequence_length()["targets"]
-  lengths = record["lengths"] or (
-      {"inputs": length * 3 // 4, "targets": length // 4} if model_type != "bitransformer"
-      else {"inputs": length, "targets": length // 4})
-  steps = record["finetune_steps"] or configs.query("utils.run.train_steps") or 1000
-  bindings = [
-      f"utils.run.model_type = {model_type!r}",
-      f"utils.run.sequence_length = {lengths!r}",
-      f"mesh_train_dataset_fn.mixture_or_task_name = {task!r}",
-      f"mesh_eval_dataset_fn.mixture_or_task_name = {task!r}",
-      f"utils.run.init_checkpoint = {record['checkpoint']!r}",
-      f"utils.run.train_steps = {record['pretrained_step'] + steps}",
-      "utils.run.learning_rate_schedule = @learning_rate_schedules.constant_learning_rate",
-      f"constant_learning_rate.learning_rate = {record['learning_rate']!r}",
-  ]
-  if model_type == "delimited_lm":
-    # the combined [inputs, EOS, targets, EOS] sequence is up to their lengths' sum
-    bindings.append(f"Unitransformer.max_length = {lengths['inputs'] + lengths['targets']}")
-    if record["format"] == "prefix":
-      bindings += ["Unitransformer.loss_on_targets_only = True",
-                   "Unitransformer.input_full_attention = True"]
-  with gin.unlock_config():
-    gin.parse_config(bindings + list(record["gin_param"]) + list(extra_params))
+  files = [os.path.join(record["pretrained_dir"], OPERATIVE_CONFIG)]
+  if record["model"]:
+    files.append(configs.resolve("models", record["model"]))
+  if record["mesh"]:
+    files.append(configs.resolve("meshes", record["mesh"]))
+  gin.clear_config()
+  configs.parse_files(files)
+  fmt = _format(record)
+  configs.parse_files([configs.resolve("finetune", fmt)])
+  vocabulary = text2text.pretrained_vocabulary()
+  task = text2text.register(record["task"], vocabulary)
+  configs.parse_files([], bindings(record, fmt) + list(record["gin_param"]) +
+                      list(extra_params))
   check_checkpoint(record["checkpoint"], vocabulary.vocab_size)
   return task
 
@@ -162,15 +164,21 @@ def train(model_dir, record):
   runs.run_mtf(model_dir)
 
 
-def evaluate(model_dir, record, gin_params=(), report=None, **unused_follow):
+def evaluate(model_dir, record, gin_params=(), report=None, **follow):
   """Decodes the validation split at every checkpoint not yet evaluated and scores
-  it with the task's metric; writes eval_validation.json and metric.png. Returns
-  the JSON path, the PNG path and the table, as perplexity eval does."""
+  it with the task's metric (mesh-tensorflow's ``eval`` mode, as T5 evaluates);
+  writes eval_validation.json and metric.png. ``follow``: see
+  :func:`evaluation.follow_checkpoints`. Returns the JSON path, the PNG path and
+  the table, as perplexity eval does."""
   task = parse(record, gin_params)
   eval_dir = os.path.join(model_dir, DECODE_EVAL_DIR)
-  done = set(evaluation.read_eval_events(eval_dir, prefix="eval/"))
-  steps = [s for s in evaluation.checkpoint_steps(model_dir) if s not in done]
-  if steps:
+
+  def table():
+    results = evaluation.read_eval_events(eval_dir, prefix="eval/")
+    return [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
+            for step, metrics in sorted(results.items())]
+
+  def evaluate_steps(steps):
     from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
     from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
     # eval_model writes its summaries with a graph-mode FileWriter
@@ -180,12 +188,15 @@ def evaluate(model_dir, record, gin_params=(), report=None, **unused_follow):
                     eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
                     eval_checkpoint_step=steps, dataset_split="validation",
                     eval_summary_dir=eval_dir)
-  results = evaluation.read_eval_events(eval_dir, prefix="eval/")
-  table = [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
-           for step, metrics in sorted(results.items())]
-  for row in table:
-    if row["step"] in steps and report:
-      report(row)
-  path = evaluation.write_results(model_dir, "validation", table)
-  png = evaluation.plot_metrics(model_dir, table, task)
-  return path, png, table
+    rows = table()
+    for row in rows:
+      if row["step"] in steps and report:
+        report(row)
+    evaluation.write_results(model_dir, "validation", rows)
+    evaluation.plot_metrics(model_dir, rows, task)
+
+  evaluation.follow_checkpoints(model_dir, lambda: {r["step"] for r in table()},
+                                evaluate_steps, **follow)
+  rows = table()
+  return (evaluation.write_results(model_dir, "validation", rows),
+          evaluation.plot_metrics(model_dir, rows, task), rows)

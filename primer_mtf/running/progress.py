@@ -15,6 +15,8 @@ import gin
 from mesh_tensorflow.transformer import utils as mtf_utils
 import tensorflow.compat.v1 as tf
 
+from primer_mtf import configs
+
 TRAIN_LOG = "train_progress.jsonl"
 
 
@@ -109,8 +111,12 @@ class _EstimatorWithHooks:
 def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
                         train_dataset_fn, train_steps, ensemble_inputs,
                         every_n_steps=10, **kwargs):
-  """``utils.train_model`` with a :class:`ProgressHook`."""
-  tokens_per_step = batch_size * sequence_length["targets"]
+  """``utils.train_model`` with a :class:`ProgressHook`. Tokens are the padded
+  positions a step reads: the targets of a decoder-only LM; the inputs and the
+  targets of encoder-decoders and of delimited LMs (one sequence of both)."""
+  read = (["inputs", "targets"] if configs.query("utils.run.model_type") in (
+      "bitransformer", "delimited_lm") else ["targets"])
+  tokens_per_step = batch_size * sum(sequence_length[k] for k in read)
   hook = ProgressHook(tokens_per_step, train_steps, every_n_steps,
                       log_path=os.path.join(estimator.model_dir, TRAIN_LOG))
   mtf_utils.train_model(_EstimatorWithHooks(estimator, [hook]), vocabulary,

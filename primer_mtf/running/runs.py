@@ -84,12 +84,40 @@ def corpus_bindings(record):
 
 
 def parse(record, extra_params=()):
-  """Parses a run's gin configuration and checks that its layout divides."""
+  """Parses a run's gin configuration and checks that the model suits the
+  objective and that its layout divides."""
   configs.parse(record["model"], record["size"], record["mesh"], record["gin_file"],
                 corpus_bindings(record) + list(record["gin_param"]) +
                 list(extra_params),
                 record.get("objective", _DEFAULTS["objective"]))
-  model_graph.check_layout(record["vocab_size"])
+  check_objective(record)
+  model_graph.check_layout(record["vocab_size"] + configs.query("corpus_task.extra_ids", 0))
+
+
+def check_objective(record):
+  """An encoder-decoder model needs an encoder-decoder objective and the other
+  way round; span corruption gets T5's targets length for the inputs length."""
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+  objective = configs.query("corpus_task.objective", "eos_per_document")
+  encoder_decoder = configs.query("utils.run.model_type") == "bitransformer"
+  if encoder_decoder != (objective in tasks.ENCODER_DECODER_OBJECTIVES):
+    if encoder_decoder:
+      raise UsageError(f"--model {record['model']} is an encoder-decoder; train it "
+                       "with an encoder-decoder objective: --objective span_corruption")
+    raise UsageError(f"objective {objective} trains encoder-decoder models; choose "
+                     "one with --model bi/NAME")
+  if objective == "span_corruption":
+    lengths = configs.sequence_length()
+    needed = tasks.span_corruption_targets_length(lengths["inputs"])
+    if lengths["targets"] < needed:
+      raise UsageError(f"span corruption of {lengths['inputs']} input tokens needs "
+                       f"{needed} target tokens, not {lengths['targets']}; raise the "
+                       "targets length of utils.run.sequence_length")
+    if lengths["targets"] == lengths["inputs"]:   # a size file's default: T5's ratio
+      import gin  # pylint: disable=g-import-not-at-top
+      with gin.unlock_config():
+        gin.bind_parameter("utils.run.sequence_length",
+                           {"inputs": lengths["inputs"], "targets": needed})
 
 
 def run_mtf(model_dir, **kwargs):
