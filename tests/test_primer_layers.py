@@ -48,7 +48,20 @@ def analytic_parameters(model):
     experts = 32                                   # every other FFN: 32 experts
     per_layer += (experts * 2 * d * dff + d * experts - ffn) / 2  # no biases; router
   padded_vocab = -(-VOCAB // 128) * 128            # mesh-tensorflow pads to 128s
+  if model == "evolved_transformer":
+    return padded_vocab * d + (layers // 2 + 1) * evolved_block(d, c, dff) + norm \
+        + 3 * h * 32                               # relative bias: 2h and h heads
   return padded_vocab * d + layers * per_layer + norm + h * 32  # final norm, bias
+
+
+def evolved_block(d, c, dff):
+  """One Evolved Transformer block: double-heads attention, the convolutions,
+  attention, Swish FFN, each with a LayerNorm before it."""
+  def separable(width, d_in, d_out):   # depthwise taps + their bias, pointwise
+    return width * d_in + d_in + d_in * d_out + d_out
+  convolutions = (separable(11, d, 2 * d) + separable(7, d, d // 2) + 2 * 2 * d
+                  + separable(7, 2 * d, d))        # a LayerNorm over 2d between
+  return 4 * 2 * d + 4 * d * c + convolutions + 4 * d * c + 2 * d * dff + dff + d
 
 
 @pytest.mark.parametrize("model", MODELS)
