@@ -10,6 +10,25 @@ import json
 import sys
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with a usage error in one line, as every other error here."""
+
+  def error(self, message):
+    sys.stderr.write(f"primer-mtf: error: {message} (see {self.prog} --help)\n")
+    sys.exit(2)
+
+
+def _positive_int(text):
+  """An argparse type: an integer of at least 1."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{value} is not positive; give at least 1")
+  return value
+
+
 def _add_run_flags(p, required_model_dir=True):
   p.add_argument("--model_dir", required=required_model_dir,
                  help="checkpoints, operative config, events and eval results")
@@ -28,20 +47,20 @@ def _add_corpus_flags(p):
                  help="'kjv' (embedded), a text file (a document a line), a folder "
                       "(a document a file), or a TFDS corpus of "
                       "primer_mtf/data/corpus.py (c4, lm1b, pg19: prepared data)")
-  p.add_argument("--vocab_size", type=int, default=4096)
+  p.add_argument("--vocab_size", type=_positive_int, default=4096)
   p.add_argument("--vocabulary", default=None,
                  help="an existing SentencePiece model instead of training one")
   p.add_argument("--tfds_data_dir", default=None)
 
 
 def parser():
-  top = argparse.ArgumentParser(
+  top = _Parser(
       prog="primer-mtf", description="Train and evaluate Primer language models "
       "in Mesh TensorFlow through T5.")
   sub = top.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="train a model (resumes an existing run)")
   _add_run_flags(train)
-  train.add_argument("--train_steps", type=int, default=None)
+  train.add_argument("--train_steps", type=_positive_int, default=None)
   train.add_argument("--objective", default="packed_lm",
                      help="gin/objectives/NAME.gin: packed_lm (EOS after each "
                           "document, the default), lm_as_released (the "
@@ -52,7 +71,7 @@ def parser():
   ev.add_argument("--split", default="validation")
   ev.add_argument("--mesh", default=None, help="evaluate on another mesh")
   ev.add_argument("--gin_param", action="append", default=[])
-  ev.add_argument("--max_batches", type=int, default=100)
+  ev.add_argument("--max_batches", type=_positive_int, default=100)
   ev.add_argument("--follow", action="store_true",
                   help="evaluate checkpoints as training writes them; stop when "
                        "the run's last step is evaluated")
@@ -65,7 +84,7 @@ def parser():
   plan.add_argument("--model", default="transformer")
   plan.add_argument("--size", default="tiny")
   plan.add_argument("--mesh", default="cpu", help="default: one device")
-  plan.add_argument("--vocab_size", type=int, default=None,
+  plan.add_argument("--vocab_size", type=_positive_int, default=None,
                     help="embedding rows (default: T5's vocabulary, 32,128)")
   plan.add_argument("--gin_param", action="append", default=[])
   plan.add_argument("--json", action="store_true", help="machine-readable output")
@@ -76,7 +95,7 @@ def parser():
                   help="kjv_book, a folder of train/validation .jsonl or .tsv, or "
                        "a registered seqio task (e.g. glue_cola_v002)")
   ft.add_argument("--model_dir", required=True)
-  ft.add_argument("--finetune_steps", type=int, default=None,
+  ft.add_argument("--finetune_steps", type=_positive_int, default=None,
                   help="steps after the pretrained one (default: the pretraining "
                        "configuration's train_steps)")
   ft.add_argument("--format", default=None, help="a file of gin/finetune/: for "
@@ -87,8 +106,8 @@ def parser():
                   help="pretrained checkpoint (default: the latest)")
   ft.add_argument("--model", default=None, help="default: the pretrained one")
   ft.add_argument("--mesh", default=None, help="default: the pretrained one")
-  ft.add_argument("--inputs_length", type=int, default=None)
-  ft.add_argument("--targets_length", type=int, default=None)
+  ft.add_argument("--inputs_length", type=_positive_int, default=None)
+  ft.add_argument("--targets_length", type=_positive_int, default=None)
   ft.add_argument("--gin_param", action="append", default=[])
   cmp = sub.add_parser("compare", help="the paper's speedup: compute each run "
                        "needs to reach the first (baseline) run's final loss")
@@ -102,13 +121,13 @@ def parser():
   cmp.add_argument("--train", action="store_true",
                    help="train --models side by side first (same data and budget)")
   cmp.add_argument("--models", nargs="+", default=["transformer", "primer_ez"])
-  cmp.add_argument("--seeds", type=int, default=1)
+  cmp.add_argument("--seeds", type=_positive_int, default=1)
   cmp.add_argument("--size", default="tiny")
   cmp.add_argument("--mesh", default="cpu")
   cmp.add_argument("--corpus", default="kjv")
   cmp.add_argument("--objective", default=None)
-  cmp.add_argument("--train_steps", type=int, default=None)
-  cmp.add_argument("--evaluations", type=int, default=10,
+  cmp.add_argument("--train_steps", type=_positive_int, default=None)
+  cmp.add_argument("--evaluations", type=_positive_int, default=10,
                    help="with --train: checkpoints (evaluations) per run")
   cmp.add_argument("--gin_param", action="append", default=[])
   smp, scr = _add_sample_and_score_parsers(sub)
@@ -217,9 +236,14 @@ def plan(args):
 
 
 def vocab(args):
+  import os  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   from primer_mtf.data import corpus  # pylint: disable=g-import-not-at-top
   from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+  folder = os.path.dirname(os.path.abspath(args.output or "."))
+  if args.output and not os.path.isdir(folder):
+    raise UsageError(f"--output {args.output}: folder {folder} does not exist")
   path = tasks.trained_vocabulary(corpus.resolve(args.corpus, args.tfds_data_dir),
                                   args.vocab_size)
   if args.output:
@@ -256,7 +280,7 @@ def _add_sample_and_score_parsers(sub):
                         "(all of them) or a JSONL file; repeat for several")
   scr.add_argument("--shots", type=int, default=1)
   scr.add_argument("--seed", type=int, default=0, help="draws the shots")
-  scr.add_argument("--limit", type=int, default=None,
+  scr.add_argument("--limit", type=_positive_int, default=None,
                    help="score only the first N examples of each task")
   scr.add_argument("--normalize", default=None, choices=("sum", "mean", "pmi"),
                    help="rank choices by summed or per-token log-likelihood, or "

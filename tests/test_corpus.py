@@ -80,8 +80,8 @@ def test_resolve_names_each_kind_once(tmp_path):
   local = corpus.resolve(str(path))
   assert local.name == str(path) and local.key == "local_" + corpus.fingerprint(
       ["one doc", "another doc"])
-  assert local.text_field == "text" and list(local.vocab_documents()) == [
-      "one doc", "another doc"]
+  assert local.text_field == "text"
+  assert list(local.vocab_documents()) == ["one doc"]   # the training split
   embedded = corpus.resolve("kjv")
   assert embedded.name == embedded.key == "kjv"
   with pytest.raises(UsageError, match="lm1b:1.1.0 is not prepared under"):
@@ -196,3 +196,21 @@ def test_the_papers_c4_version_is_read_from_prepared_files(tmp_path):
   assert sorted(resolved.vocab_documents()) == sorted(texts)
   ds = resolved.source.get_dataset("validation", shuffle=False)
   assert sorted(ex["text"].decode() for ex in ds.as_numpy_iterator()) == sorted(texts)
+
+
+def test_the_vocabulary_reads_training_documents_only(tmp_path):
+  path = tmp_path / "c.txt"
+  path.write_text("".join(f"document {i}\n" for i in range(40)))
+  docs = corpus.resolve(str(path)).vocab_documents()
+  assert docs == corpus.split(corpus.documents(str(path)), "train")
+  assert len(docs) == 38 and "document 19" not in docs
+
+
+def test_long_documents_are_cut_under_sentencepieces_limit_not_dropped():
+  from primer_mtf.data import vocab   # pylint: disable=g-import-not-at-top
+  words = " ".join(f"w{i}é" for i in range(30000))          # ~240 KB, one line
+  unbroken = "x" * 70000 + "ü" * 10                          # no whitespace at all
+  pieces = list(vocab.pieces_under_limit(["short", words, unbroken], limit=65536))
+  assert pieces[0] == "short"
+  assert all(len(p.encode("utf-8")) <= 65536 for p in pieces)
+  assert " ".join(pieces[1:-2]) == words and "".join(pieces[-2:]) == unbroken

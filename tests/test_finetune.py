@@ -1,6 +1,9 @@
 """Fine-tuning pretrained checkpoints, T5's way, on the shipped kjv_book task."""
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ import tensorflow.compat.v1 as tf
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import text2text
 
-from conftest import read_progress, run_cli
+from conftest import REPO, read_progress, run_cli
+
+GIN = os.path.join(REPO, "gin")
 
 
 def _ok(result):
@@ -77,16 +82,31 @@ def pretrained(tmp_path_factory):
   return model_dir
 
 
-@pytest.fixture(scope="module")
-def finetuned(pretrained, tmp_path_factory):
+def _finetune_and_evaluate(pretrained, model_dir, *flags):
+  """Fine-tunes on kjv_book, evaluates the last checkpoint; the pretrained
+  folder's bytes from before."""
   before = _bytes(pretrained)
-  model_dir = str(tmp_path_factory.mktemp("finetune") / "kjv_book")
   _ok(run_cli("finetune", "--pretrained_dir", pretrained, "--task", "kjv_book",
               "--model_dir", model_dir, "--finetune_steps", str(FINETUNE_STEPS),
-              *TUNING))
+              *flags))
   _keep_only_the_last_checkpoint(model_dir)
   _ok(run_cli("eval", "--model_dir", model_dir, *EVAL))
   return model_dir, before
+
+
+@pytest.fixture(scope="module")
+def finetuned(pretrained, tmp_path_factory):
+  return _finetune_and_evaluate(
+      pretrained, str(tmp_path_factory.mktemp("finetune") / "kjv_book"), *TUNING)
+
+
+@pytest.fixture(scope="module")
+def pretrained_encoder_decoder(tmp_path_factory):
+  """The paper's encoder-decoder: Primer-EZ decoder, T5's span corruption."""
+  model_dir = str(tmp_path_factory.mktemp("pretrain") / "bi_primer_ez")
+  _ok(run_cli("train", "--model_dir", model_dir, "--model", "bi/primer_ez",
+              "--objective", "span_corruption", "--train_steps", str(PRETRAIN_STEPS)))
+  return model_dir
 
 
 def _keep_only_the_last_checkpoint(model_dir):
@@ -151,13 +171,28 @@ def test_finetuning_continues_the_pretrained_step_and_leaves_it_untouched(
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_every_variable_is_restored_from_the_pretrained_checkpoint(pretrained, tmp_path):
-  """One fine-tuning step at learning rate 0: every weight of the new checkpoint
-  equals the pretrained one, so none was left at its initialiser."""
+def test_every_variable_is_restored_and_the_first_loss_is_the_pretrained_models(
+    pretrained, tmp_path):
+  """One fine-tuning step at learning rate 0 through init_checkpoint, against the
+  same step resumed from a copy of the pretrained checkpoint (the Saver restores
+  every variable there): the same first loss, on the same first batch. Every
+  weight of the new checkpoint equals the pretrained one."""
+  flags = ["--pretrained_dir", pretrained, "--task", "kjv_book", "--finetune_steps",
+           "1", "--learning_rate", "0.0"]
   model_dir = str(tmp_path / "lr0")
-  _ok(run_cli("finetune", "--pretrained_dir", pretrained, "--task", "kjv_book",
-              "--model_dir", model_dir, "--finetune_steps", "1",
-              "--learning_rate", "0.0"))
+  _ok(run_cli("finetune", "--model_dir", model_dir, *flags))
+  resumed = tmp_path / "resumed"
+  resumed.mkdir()
+  shutil.copy(os.path.join(model_dir, "primer_mtf_run.json"), resumed)
+  for name in os.listdir(pretrained):
+    if name.startswith(f"model.ckpt-{PRETRAIN_STEPS}."):
+      shutil.copy(os.path.join(pretrained, name), resumed)
+  (resumed / "checkpoint").write_text(
+      f'model_checkpoint_path: "model.ckpt-{PRETRAIN_STEPS}"\n')
+  _ok(run_cli("finetune", "--model_dir", str(resumed), *flags))
+  first, reference = read_progress(model_dir)[0], read_progress(str(resumed))[0]
+  assert first["step"] == reference["step"] == PRETRAIN_STEPS + 1
+  assert first["loss"] == pytest.approx(reference["loss"], rel=1e-6), (first, reference)
   old = tf.train.load_checkpoint(os.path.join(pretrained, f"model.ckpt-{PRETRAIN_STEPS}"))
   new = tf.train.load_checkpoint(os.path.join(model_dir, f"model.ckpt-{PRETRAIN_STEPS + 1}"))
   weights = [n for n in old.get_variable_to_shape_map()
@@ -170,8 +205,61 @@ def test_every_variable_is_restored_from_the_pretrained_checkpoint(pretrained, t
 
 @pytest.mark.slow
 @pytest.mark.e2e
+def test_t5_mesh_transformer_fine_tunes_with_the_same_gin_files(pretrained, tmp_path):
+  """T5's fine-tuning recipe through the binary, as launch/tpu.sh runs it: the
+  pretrained operative config, gin/finetune/prefix.gin, the task and the steps.
+  Its first loss is primer-mtf finetune's, whose eval --follow then evaluates it
+  and stops at its last step."""
+  step = PRETRAIN_STEPS
+  binary = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
+  model_dir = str(tmp_path / "binary")
+  lengths = ['utils.run.sequence_length = {"inputs": 96, "targets": 32}',
+             "Unitransformer.max_length = 128"]
+  result = subprocess.run(
+      [binary, "--module_import=primer_mtf", f"--gin_location_prefix={GIN}/",
+       f"--gin_file={pretrained}/operative_config.gin", "--gin_file=meshes/cpu.gin",
+       "--gin_file=finetune/prefix.gin", "--gin_param=text2text_task.task = 'kjv_book'",
+       f"--gin_param=utils.run.init_checkpoint = '{pretrained}/model.ckpt-{step}'",
+       f"--gin_param=utils.run.train_steps = {step + 2}",
+       *[f"--gin_param={b}" for b in lengths], f"--model_dir={model_dir}"],
+      capture_output=True, text=True, timeout=900, env=dict(os.environ))
+  assert result.returncode == 0, result.stderr[-3000:]
+  cli_dir = str(tmp_path / "cli")
+  _ok(run_cli("finetune", "--pretrained_dir", pretrained, "--task", "kjv_book",
+              "--model_dir", cli_dir, "--finetune_steps", "2", "--format", "prefix"))
+  binary_first, cli_first = read_progress(model_dir)[0], read_progress(cli_dir)[0]
+  assert binary_first["step"] == cli_first["step"] == step + 1
+  assert binary_first["loss"] == pytest.approx(cli_first["loss"], rel=1e-6)
+  follow = _ok(run_cli("eval", "--model_dir", cli_dir, "--follow", "--poll_seconds", "1",
+                       "--gin_param", "mesh_eval_dataset_fn.num_eval_examples = 16"))
+  assert f"[eval] step {step + 2} accuracy" in follow.stdout, follow.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_encoder_decoder_fine_tunes_and_decodes_above_the_majority_class(
+    pretrained_encoder_decoder, tmp_path):
+  model_dir, before = _finetune_and_evaluate(
+      pretrained_encoder_decoder, str(tmp_path / "bi_kjv_book"), "--learning_rate",
+      "0.005")
+  assert _final_accuracy(model_dir) > _majority_accuracy() + 5.0
+  assert _bytes(pretrained_encoder_decoder) == before
+  assert read_progress(model_dir)[0]["step"] == PRETRAIN_STEPS + 1
+  with open(os.path.join(model_dir, "operative_config.gin")) as f:
+    config = f.read()
+  assert "run.model_type = 'bitransformer'" in config
+  assert "text2text_task.task = 'kjv_book'" in config
+  assert "decoder/DenseReluDense.activation = 'squared_relu'" in config
+  bad = run_cli("finetune", "--pretrained_dir", pretrained_encoder_decoder, "--task",
+                "kjv_book", "--model_dir", str(tmp_path / "bad"), "--format", "prefix")
+  _one_error_line(bad, "is an encoder-decoder model; --format prefix does not fit")
+  assert not os.path.exists(tmp_path / "bad")
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("flags, message", [
-    (["--model", "primer"], "was trained with another architecture: it has no variable"),
+    (["--model", "primer"], "was trained with another architecture or vocabulary: "),
     (["--task", "no_such_task"], "unknown --task 'no_such_task'"),
     (["--task", "glue_cola_v002"], "task glue_cola_v002 is tokenized with "
                                    "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"),

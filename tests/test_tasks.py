@@ -139,3 +139,47 @@ def test_release_objective_on_a_corpus_task(local_task):
 def test_an_unknown_objective_is_one_line():
   with pytest.raises(UsageError, match="unknown objective 'lm'.*eos_per_document"):
     tasks.corpus_task(objective="lm")
+
+
+def test_span_corruption_needs_t5s_target_lengths():
+  assert tasks.span_corruption_targets_length(512) == 114   # T5's pretraining
+  assert tasks.span_corruption_targets_length(128) == 29
+
+
+def test_span_corruption_drops_15_percent_in_spans_that_the_targets_restore(local_task):
+  """Each example's sentinels in the inputs, filled with the spans that follow the
+  same sentinels in the targets, give back the corpus's token stream in order."""
+  _, lines, path = local_task
+  with pytest.raises(UsageError, match="needs sentinel ids"):
+    tasks.corpus_task(corpus=path, vocab_size=32, objective="span_corruption")
+  name = tasks.corpus_task(corpus=path, vocab_size=32, extra_ids=100,
+                           objective="span_corruption")
+  task = seqio.get_mixture_or_task(name)
+  vocab = task.output_features["targets"].vocabulary
+  assert vocab.vocab_size == 132
+  sentinels = set(range(32, 132))
+  examples = list(task.get_dataset({"inputs": 32, "targets": 10}, split="validation",
+                                   shuffle=False, seed=1).as_numpy_iterator())
+  restored, full = [], 0
+  for ex in examples:
+    inputs, targets = list(ex["inputs"]), list(ex["targets"])
+    assert inputs[-1] == 1 and targets[-1] == 1   # EOS after each
+    marks = [t for t in inputs if t in sentinels]
+    assert marks == [t for t in targets if t in sentinels] and marks
+    assert marks == sorted(marks, reverse=True)   # T5's: the last id first
+    spans, current = {}, None
+    for t in targets[:-1]:
+      if t in sentinels:
+        current = spans.setdefault(t, [])
+      else:
+        current.append(t)
+    whole = []
+    for t in inputs[:-1]:
+      whole += spans[t] if t in sentinels else [t]
+    noise = sum(map(len, spans.values()))
+    if len(whole) == 34:   # a full piece: random_spans_helper(32) reads 34 tokens
+      full += 1
+      assert (noise, len(inputs), len(targets)) == (5, 32, 8), (noise, ex)
+    restored += whole
+  stream = [t for doc in corpus.split(lines, "validation") for t in vocab.encode(doc)]
+  assert restored == stream and full == len(examples) - 1

@@ -98,7 +98,7 @@ def resolve(value, tfds_data_dir=None):
   docs = documents(name)
   key = name if name == EMBEDDED else "local_" + fingerprint(docs)
   return Corpus(name=name, key=key, source=documents_source(docs), text_field="text",
-                vocab_documents=lambda: docs)
+                vocab_documents=lambda: split(docs, "train"))
 
 
 def documents_source(docs):

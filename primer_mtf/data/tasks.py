@@ -137,6 +137,7 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     if not tf.io.gfile.exists(vocabulary):
       raise UsageError(f"vocabulary {vocabulary} does not exist; give a "
                        "SentencePiece .model file or leave it unset to train one")
+    vocab_lib.check_model_file(vocabulary)
     vocab_path = vocabulary
     vocab_name = os.path.basename(vocabulary).split(".")[0]
   else:

@@ -1,7 +1,10 @@
 """SentencePiece vocabularies trained on a corpus, cached on disk and reused.
 
-Ids follow T5: pad 0, EOS 1, UNK 2, no BOS. Training writes to a temporary prefix
-and renames, so a crash never leaves a half-written model in the cache.
+Ids follow T5: pad 0, EOS 1, UNK 2, no BOS. A vocabulary trains on the training
+documents only. SentencePiece skips a sentence longer than its limit, so a longer
+document is cut into pieces under it (at whitespace) and read whole. Training
+writes to a temporary prefix and renames, so a crash never leaves a half-written
+model in the cache.
 """
 
 import os
@@ -30,6 +33,35 @@ def embedding_rows(pieces, extra_ids=0, divisor=VOCAB_DIVISOR):
 T5_EMBEDDING_ROWS = embedding_rows(T5_PIECES, T5_EXTRA_IDS)
 
 
+def pieces_under_limit(documents, limit=_MAX_SENTENCE_LENGTH):
+  """Each document, cut at whitespace into pieces of at most ``limit`` bytes (a
+  piece with no whitespace is cut anywhere)."""
+  for doc in documents:
+    data = doc.encode("utf-8")
+    while len(data) > limit:
+      cut = data.rfind(b" ", 0, limit + 1)
+      cut = cut if cut > 0 else limit
+      while cut and (data[cut] & 0xC0) == 0x80:   # not inside a UTF-8 character
+        cut -= 1
+      yield data[:cut].decode("utf-8")
+      data = data[cut:].lstrip(b" ")
+    if data:
+      yield data.decode("utf-8")
+
+
+def check_model_file(path):
+  """A local file given as a vocabulary must load as a SentencePiece model (a
+  bucket path is read where the run runs)."""
+  if "://" in path:
+    return
+  try:
+    spm.SentencePieceProcessor(model_file=path)
+  except (OSError, RuntimeError) as e:
+    reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    raise UsageError(f"vocabulary {path} is not a SentencePiece model ({reason}); "
+                     "give a .model file that SentencePiece wrote") from None
+
+
 def cache_dir(path=None):
   return os.path.expanduser(path or os.environ.get("PRIMER_MTF_CACHE", DEFAULT_CACHE))
 
@@ -44,7 +76,7 @@ def train(documents, vocab_size, output_path, seed_sentences=200000):
     prefix = os.path.join(tmp, "sp")
     try:
       spm.SentencePieceTrainer.train(
-          sentence_iterator=iter(documents), model_prefix=prefix,
+          sentence_iterator=pieces_under_limit(documents), model_prefix=prefix,
           vocab_size=vocab_size, model_type="unigram", character_coverage=1.0,
           pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
           input_sentence_size=seed_sentences, shuffle_input_sentence=True,
@@ -52,9 +84,10 @@ def train(documents, vocab_size, output_path, seed_sentences=200000):
           minloglevel=2)
     except RuntimeError as e:
       first_line = str(e).strip().splitlines()[-1]
+      fix = ("a larger --vocab_size: it must hold every character of the corpus"
+             if "smaller than required_chars" in first_line else "a smaller --vocab_size")
       raise UsageError(f"SentencePiece could not train a {vocab_size}-piece "
-                       f"vocabulary on this corpus ({first_line}); try a smaller "
-                       "--vocab_size") from None
+                       f"vocabulary on this corpus ({first_line}); try {fix}") from None
     os.replace(prefix + ".model", output_path)
   return output_path
 
@@ -64,7 +97,8 @@ def cached(documents, vocab_size, name, cache=None):
 
   ``documents``: a function returning the documents, called only to train.
   """
-  path = os.path.join(cache_dir(cache), "vocab", f"{name}_{vocab_size}.model")
+  # "_train": trained on the training split only (older caches read every document)
+  path = os.path.join(cache_dir(cache), "vocab", f"{name}_{vocab_size}_train.model")
   if not os.path.exists(path):
     train(documents(), vocab_size, path)
   return path

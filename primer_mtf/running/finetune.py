@@ -26,7 +26,7 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
 from primer_mtf.errors import UsageError
-from primer_mtf.planning import model_graph
+from primer_mtf.running import checkpoints
 from primer_mtf.running import evaluation
 from primer_mtf.running import runs
 
@@ -46,7 +46,7 @@ def pretrained_checkpoint(pretrained_dir, step=None):
     path = tf.train.latest_checkpoint(pretrained_dir)
     if path is None:
       raise UsageError(f"{pretrained_dir} has no checkpoint to fine-tune from")
-    return path, int(path.rsplit("-", 1)[1])
+    return path, checkpoints.step_of(path)
   path = os.path.join(pretrained_dir, f"model.ckpt-{step}")
   if not tf.io.gfile.exists(path + ".index"):
     raise UsageError(f"{pretrained_dir} has no checkpoint at step {step}")
@@ -111,6 +111,7 @@ def parse(record, extra_params=()):
   --model and --mesh overrides, the gin/finetune/ file, then the bindings.
   Returns the task name. Fails with one line before any write where the task or
   the checkpoint does not fit the model."""
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
   from primer_mtf.data import text2text  # pylint: disable=g-import-not-at-top
   files = [os.path.join(record["pretrained_dir"], OPERATIVE_CONFIG)]
   if record["model"]:
@@ -122,31 +123,21 @@ def parse(record, extra_params=()):
   fmt = _format(record)
   configs.parse_files([configs.resolve("finetune", fmt)])
   vocabulary = text2text.pretrained_vocabulary()
+  runs.check_vocabulary(runs.read(record["pretrained_dir"]), tasks.corpus_task(),
+                        record["pretrained_dir"])
   task = text2text.register(record["task"], vocabulary)
   configs.parse_files([], bindings(record, fmt) + list(record["gin_param"]) +
                       list(extra_params))
-  check_checkpoint(record["checkpoint"], vocabulary.vocab_size)
+  checkpoints.check_matches(
+      record["checkpoint"], vocabulary.vocab_size,
+      "the checkpoint was trained with another architecture or vocabulary",
+      "fine-tune with the model it was pretrained with")
   return task
-
-
-def check_checkpoint(checkpoint, vocab_size):
-  """Every variable of the configured model is in the checkpoint, same shape."""
-  have = dict(tf.train.list_variables(checkpoint))
-  built = model_graph.build(vocab_size, batch=2, length=8)
-  for v in built.variables:
-    shape = have.get(v.name)
-    if shape is None:
-      raise UsageError(f"{checkpoint} was trained with another architecture: it has "
-                       f"no variable {v.name}; fine-tune with the model it was "
-                       "pretrained with")
-    if list(shape) != v.shape.to_integer_list:
-      raise UsageError(f"{checkpoint} was trained with another architecture or "
-                       f"vocabulary: {v.name} is {list(shape)} there, "
-                       f"{v.shape.to_integer_list} here")
 
 
 def train(model_dir, record):
   """Fine-tunes; every check runs before anything is written."""
+  runs.check_writable(model_dir)
   if tf.io.gfile.exists(model_dir) and os.path.abspath(model_dir) == record[
       "pretrained_dir"]:
     raise UsageError("--model_dir is the pretrained folder; fine-tune into a new one")

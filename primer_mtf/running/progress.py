@@ -16,6 +16,7 @@ from mesh_tensorflow.transformer import utils as mtf_utils
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
+from primer_mtf.running import divergence
 
 TRAIN_LOG = "train_progress.jsonl"
 
@@ -90,18 +91,21 @@ class ProgressHook(tf.train.SessionRunHook):
 
 
 class _EstimatorWithHooks:
-  """An estimator whose ``train`` also runs extra hooks."""
+  """An estimator whose ``train`` also runs extra hooks and saving listeners."""
 
-  def __init__(self, estimator, hooks):
+  def __init__(self, estimator, hooks, saving_listeners=()):
     self._estimator = estimator
     self._hooks = hooks
+    self._saving_listeners = list(saving_listeners)
 
   def __getattr__(self, name):
     return getattr(self._estimator, name)
 
   def train(self, input_fn, max_steps=None, hooks=None, **kwargs):
+    kwargs["saving_listeners"] = (list(kwargs.get("saving_listeners") or []) +
+                                  self._saving_listeners)
     return self._estimator.train(input_fn=input_fn, max_steps=max_steps,
-                                 hooks=list(hooks or []) + self._hooks, **kwargs)
+                                 hooks=self._hooks + list(hooks or []), **kwargs)
 
 
 @gin.configurable("train_with_progress", module="primer_mtf",
@@ -111,7 +115,8 @@ class _EstimatorWithHooks:
 def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
                         train_dataset_fn, train_steps, ensemble_inputs,
                         every_n_steps=10, **kwargs):
-  """``utils.train_model`` with a :class:`ProgressHook`. Tokens are the padded
+  """``utils.train_model`` with a :class:`ProgressHook` and the divergence guard
+  (:mod:`primer_mtf.running.divergence`). Tokens are the padded
   positions a step reads: the targets of a decoder-only LM; the inputs and the
   targets of encoder-decoders and of delimited LMs (one sequence of both)."""
   read = (["inputs", "targets"] if configs.query("utils.run.model_type") in (
@@ -119,6 +124,9 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
   tokens_per_step = batch_size * sum(sequence_length[k] for k in read)
   hook = ProgressHook(tokens_per_step, train_steps, every_n_steps,
                       log_path=os.path.join(estimator.model_dir, TRAIN_LOG))
-  mtf_utils.train_model(_EstimatorWithHooks(estimator, [hook]), vocabulary,
+  guarded = _EstimatorWithHooks(
+      estimator, [divergence.NonFiniteLossHook(estimator.model_dir), hook],
+      [divergence.FiniteWeightsBeforeSave(estimator.model_dir)])
+  mtf_utils.train_model(guarded, vocabulary,
                         sequence_length, batch_size, train_dataset_fn,
                         train_steps, ensemble_inputs, **kwargs)

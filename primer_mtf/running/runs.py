@@ -48,13 +48,34 @@ def read(model_dir):
 
 
 def write(model_dir, record):
+  """Writes the record whole or not at all: a temporary file, then a rename."""
   tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, RUN_RECORD), "w") as f:
+  path = os.path.join(model_dir, RUN_RECORD)
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
     json.dump(record, f, indent=1)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def check_writable(model_dir):
+  """A --model_dir that is a file, or under a folder this user cannot write, is
+  refused before anything is written. (Buckets are checked by writing.)"""
+  if "://" in model_dir:
+    return
+  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    raise UsageError(f"--model_dir {model_dir} is a file; give a folder")
+  existing = os.path.abspath(model_dir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UsageError(f"--model_dir {model_dir} is under the file {existing}; give "
+                     "a folder")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise UsageError(f"cannot write in {existing}; give a --model_dir you can write")
 
 
 def check_resume(model_dir, record):
   """True if ``model_dir`` holds this run; fails if it holds another one."""
+  check_writable(model_dir)
   old = read(model_dir)
   if old is None:
     if tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
@@ -126,15 +147,66 @@ def run_mtf(model_dir, **kwargs):
                 model_dir=model_dir, **kwargs)
 
 
+def vocabulary_size(task):
+  """Ids of a task's vocabulary, extra ids included (before mtf pads them)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary.vocab_size
+
+
+def check_vocabulary(record, task, model_dir):
+  """The task's vocabulary is the one the run trained with (the SentencePiece
+  model's hash in the record); returns the hash (None for a bucket path)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import seqio  # pylint: disable=g-import-not-at-top
+  path = seqio.get_mixture_or_task(task).output_features[
+      "targets"].vocabulary.sentencepiece_model_file
+  if "://" in path:
+    return None
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  recorded = (record or {}).get("vocabulary_sha256")
+  if recorded and recorded != digest:
+    raise UsageError(f"{model_dir} was trained with another vocabulary than {path} "
+                     "(that file changed since); give the run's own SentencePiece "
+                     "model with --vocabulary")
+  return digest
+
+
+def check_checkpoint(model_dir, task, fix):
+  """The newest checkpoint of ``model_dir`` holds the configured model (or there
+  is none); returns its path."""
+  from primer_mtf.running import checkpoints  # pylint: disable=g-import-not-at-top
+  path = tf.train.latest_checkpoint(model_dir)
+  if path:
+    checkpoints.check_matches(path, vocabulary_size(task),
+                              f"{model_dir} holds a run of another model", fix)
+  return path
+
+
 def train(model_dir, record):
-  """Trains (or resumes) the run; nothing is written before every check passed."""
+  """Trains (or resumes) the run; nothing is written before every check passed:
+  the flags, gin, the layout, the objective, the corpus and vocabulary, and on a
+  resume that the newest checkpoint holds this model."""
   from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+  from primer_mtf.running import checkpoints  # pylint: disable=g-import-not-at-top
   resuming = check_resume(model_dir, record)
   parse(record)
+  final_step = configs.query("utils.run.train_steps")
+  if not isinstance(final_step, int) or final_step < 1:
+    raise UsageError(f"train_steps is {final_step!r}; train at least one step")
   task = corpus_task()  # loads the corpus and vocabulary: fails before any write
+  record = dict(record, vocabulary_sha256=check_vocabulary(
+      read(model_dir) if resuming else None, task, model_dir))
+  ckpt = check_checkpoint(
+      model_dir, task, "resume it with the settings it was trained with, or use a "
+      "new --model_dir") if resuming else None
+  if ckpt and checkpoints.step_of(ckpt) >= final_step:
+    print(f"[train] {model_dir} is already at step {checkpoints.step_of(ckpt)} of "
+          f"{final_step}: nothing to do (raise --train_steps to train further)",
+          file=sys.stderr)
+    return
   write(model_dir, record)
-  if resuming:
-    ckpt = tf.train.latest_checkpoint(model_dir)
+  if ckpt:
     print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
   print(f"[train] task {task}", file=sys.stderr)
   run_mtf(model_dir)
@@ -154,5 +226,9 @@ def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
   if record.get("kind") == "finetune":
     from primer_mtf.running import finetune  # pylint: disable=g-import-not-at-top
     return finetune.evaluate(model_dir, record, gin_params, **follow)
+  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
   parse(record, gin_params)
+  check_vocabulary(record, corpus_task(), model_dir)
+  check_checkpoint(model_dir, corpus_task(), "its record no longer describes its "
+                   "checkpoints; evaluate it with the settings it was trained with")
   return evaluation.evaluate(model_dir, split, max_batches, **follow)
