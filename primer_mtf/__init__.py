@@ -3,26 +3,52 @@
 Importing the package registers its gin configurables (all under the gin module
 ``primer_mtf``), which is all that ``t5_mesh_transformer --module_import=primer_mtf``
 needs. The code is grouped by role: ``layers/``, ``data/``, ``planning/``, ``running/``.
+
+One exception: when the ``primer-mtf`` command is the program (``primer-mtf`` or
+``python -m primer_mtf``), the stack loads only once its flags are parsed (the
+command calls :func:`load`), so ``--help`` and a usage error need no TensorFlow.
 """
-from primer_mtf import quiet
-
-quiet.set_tf_log_level()
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-with quiet.native_stderr_filtered():
-  import primer_mtf_compat
-
-  primer_mtf_compat.apply()
-  import tensorflow.compat.v1  # the C++ runtime's start-up lines come here
-
-from primer_mtf.data.tasks import corpus_task
-from primer_mtf.data.text2text import text2text_task
-from primer_mtf.layers import activations
-from primer_mtf.layers import norms
-from primer_mtf.layers.layer_stack import PrePostNormLayerStack
-from primer_mtf.layers.mdha import MDHA
-from primer_mtf.planning.accelerators import accelerator
-from primer_mtf.running.progress import train_with_progress
+import os
+import sys
 
 __all__ = ["MDHA", "PrePostNormLayerStack", "accelerator", "activations",
-           "corpus_task", "norms", "text2text_task", "train_with_progress"]
+           "corpus_task", "load", "norms", "text2text_task", "train_with_progress"]
+
+
+def load():
+  """Imports the stack and registers every gin configurable (once)."""
+  if "MDHA" in globals():
+    return
+  # pylint: disable=g-import-not-at-top,redefined-outer-name,unused-import
+  from primer_mtf import quiet
+  quiet.set_tf_log_level()
+  with quiet.native_stderr_filtered():
+    import primer_mtf_compat
+    primer_mtf_compat.apply()
+    import tensorflow.compat.v1  # the C++ runtime's start-up lines come here
+  from primer_mtf.data.tasks import corpus_task
+  from primer_mtf.data.text2text import text2text_task
+  from primer_mtf.layers import activations
+  from primer_mtf.layers import norms
+  from primer_mtf.layers.layer_stack import PrePostNormLayerStack
+  from primer_mtf.layers.mdha import MDHA
+  from primer_mtf.planning.accelerators import accelerator
+  from primer_mtf.running.progress import train_with_progress
+  globals().update({k: v for k, v in locals().items() if k in __all__})
+
+
+def __getattr__(name):   # the command's lazy start: load on first use
+  if name in __all__:
+    load()
+    return globals()[name]
+  raise AttributeError(f"module 'primer_mtf' has no attribute {name!r}")
+
+
+def _the_command_is_starting():
+  """``primer-mtf``, or ``python -m primer_mtf`` (argv[0] is "-m" while Python
+  imports the package it is about to run)."""
+  return os.path.basename(sys.argv[0]) == "primer-mtf" or sys.argv[:1] == ["-m"]
+
+
+if not _the_command_is_starting():
+  load()

@@ -317,7 +317,9 @@ def score(args):
 
 def main(argv=None):
   """The command; ``argv=None`` is a real command line (its stderr is filtered)."""
-  args = parser().parse_args(argv)
+  args = parser().parse_args(argv)   # before TensorFlow loads: --help is instant
+  import primer_mtf  # pylint: disable=g-import-not-at-top
+  primer_mtf.load()
   from primer_mtf import quiet  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   if argv is None:

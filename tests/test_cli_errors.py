@@ -102,3 +102,16 @@ def test_plan_and_a_usage_error_print_only_the_project_s_lines():
                             "tiny", "-v"], cwd=REPO, capture_output=True, text=True,
                            env=env, timeout=300)
   assert verbose.returncode == 0 and len(verbose.stderr.splitlines()) > 2
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"],
+                                  ["train", "--model_dir", "x", "--train_steps", "0"]])
+def test_help_and_usage_errors_come_before_tensorflow_loads(argv):
+  result = subprocess.run([sys.executable, "-X", "importtime", "-m", "primer_mtf",
+                           *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode in (0, 2), result.stderr[-2000:]
+  imported = [l.rsplit("|", 1)[-1].strip() for l in result.stderr.splitlines()
+              if l.startswith("import time:")]
+  assert "primer_mtf.cli" in imported
+  assert not [m for m in imported if m.startswith(("tensorflow", "mesh_tensorflow"))]

@@ -172,11 +172,13 @@ def _read_text(path):
 
 
 def _folder_files(folder):
+  """Every regular, non-hidden file below ``folder``, sorted by relative path."""
   paths = []
   for root, dirs, names in os.walk(folder):
-    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    paths += [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
-  return [p for p in paths if os.path.isfile(p)]
+    dirs[:] = [d for d in dirs if not d.startswith(".")]
+    paths += [os.path.join(root, n) for n in names if not n.startswith(".")]
+  return sorted((p for p in paths if os.path.isfile(p)),
+                key=lambda p: os.path.relpath(p, folder))
 
 
 def local_documents(path):
