@@ -130,11 +130,25 @@ def parser():
   cmp.add_argument("--evaluations", type=_positive_int, default=10,
                    help="with --train: checkpoints (evaluations) per run")
   cmp.add_argument("--gin_param", action="append", default=[])
+  bench = sub.add_parser("bench", help="what Primer costs and buys here: step "
+                         "overhead, utilisation, input pipeline, decoding, "
+                         "sharding, memory, as ratios measured side by side")
+  bench.add_argument("--quick", action="store_true",
+                     help="small sizes and few rounds: minutes")
+  bench.add_argument("--out", default="bench", help="where bench.json, bench.md "
+                     "and bench.png go")
+  bench.add_argument("--only", nargs="+", default=None,
+                     choices=("step", "utilisation", "pipeline", "decode",
+                              "sharding", "memory", "quality"),
+                     help="run only these benchmarks")
+  bench.add_argument("--memory_sizes", nargs="+", default=None,
+                     help="rerun benchmarks/planner_memory.py at these sizes "
+                          "(default: read its committed record)")
   smp, scr = _add_sample_and_score_parsers(sub)
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
   vocab.add_argument("--output", default=None, help="write the model here")
-  for command in (train, ev, plan, ft, cmp, vocab, smp, scr):
+  for command in (train, ev, plan, ft, cmp, vocab, smp, scr, bench):
     command.add_argument("-v", "--verbose", action="store_true",
                          help="show everything TensorFlow and mesh-tensorflow log")
   return top
@@ -253,6 +267,20 @@ def vocab(args):
   return 0
 
 
+def bench(args):
+  from primer_mtf.running import bench as bench_lib  # pylint: disable=g-import-not-at-top
+  command = ["primer-mtf bench"] + ["--quick"] * args.quick + ["--out", args.out]
+  if args.only:
+    command += ["--only", *args.only]
+  if args.memory_sizes:
+    command += ["--memory_sizes", *args.memory_sizes]
+  result, paths = bench_lib.run(args.quick, args.out, args.only, args.memory_sizes,
+                                " ".join(command))
+  print(bench_lib.markdown(result), end="")
+  print(f"[bench] wrote {', '.join(paths)}")
+  return 0
+
+
 def _add_sample_and_score_parsers(sub):
   smp = sub.add_parser("sample", help="continue prompts from a checkpoint (greedy, "
                        "temperature or top-k sampling)")
@@ -327,7 +355,7 @@ def main(argv=None):
   _set_verbosity(args.verbose)
   try:
     return {"train": train, "eval": evaluate, "plan": plan, "compare": compare,
-            "finetune": finetune,
+            "finetune": finetune, "bench": bench,
             "vocab": vocab, "sample": sample, "score": score}[args.command](args)
   except UsageError as e:
     print(f"primer-mtf: error: {str(e).splitlines()[0]}", file=sys.stderr)
