@@ -366,7 +366,7 @@ def pipeline_batches(size, batch, length):
     name = tasks.corpus_task()
     ds = mesh_transformer.mesh_train_dataset_fn(
         name, {"inputs": length, "targets": length}, seed=1234)
-    ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch, drop_remainder=True)
     nxt = tf.data.make_one_shot_iterator(ds).get_next()
   session = tf.Session(graph=graph)
   return (lambda: session.run(nxt)), session
@@ -442,13 +442,15 @@ class Decoder:
 
   def incremental(self):
     """Reads the prompt, then decodes ``new_tokens`` one at a time with every
-    layer's decode state (K/V cache, MDHA's windows)."""
+    layer's decode state (K/V cache, MDHA's windows); EOS is never chosen, so
+    every row decodes all of them."""
     variable_dtype = mtf_utils.get_variable_dtype()
     new_tokens = self.new_tokens
 
     def outputs(model, ids):
       return [model.sample_autoregressive(
-          ids, stop_at_token=None, max_steps=new_tokens, temperature=0.0,
+          ids, stop_at_token=1, never_end=True, max_steps=new_tokens,
+          temperature=0.0,
           variable_dtype=variable_dtype, has_partial_sequences=True,
           remove_partial_sequences=False)]
 
@@ -515,6 +517,10 @@ def decoding(s):
           f"full prefix for each token / incremental (transformer {size}, "
           f"{cfg['new_tokens']} tokens)", r, target=">= 5", met=r["median"] >= 5))
     tokens = cfg["batch"] * cfg["new_tokens"]
+    # every row decoded all its tokens (non-zero ids after the prompt)
+    decoded, = arms["transformer"]()
+    detail[f"{size}_decoded_tokens_per_row"] = [
+        int(n) for n in (decoded[:, cfg["prompt"]:] != 0).sum(1)]
     detail[size] = {m: dict(_summary(times, m), tokens_per_cpu_second=tokens /
                             statistics.median(times[m]),
                             tokens_per_wall_second=tokens /
