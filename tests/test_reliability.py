@@ -28,6 +28,9 @@ def test_divergence_stops_with_one_line_and_the_newest_checkpoint_finite(
   save = ["--gin_param", f"utils.run.save_checkpoints_steps = {save_every}"]
   result = run_cli("train", "--model_dir", model_dir, "--train_steps", "10", *save)
   assert result.returncode == 0, result.stderr[-2000:]
+  again = run_cli("train", "--model_dir", model_dir, "--train_steps", "10", *save)
+  assert again.returncode == 0 and "is already at step 10 of 10: nothing to do" in \
+      again.stderr, again.stderr[-2000:]
   diverged = run_cli("train", "--model_dir", model_dir, "--train_steps", "30", *save,
                      *HUGE_LR)
   assert diverged.returncode == 2, diverged.stderr[-2000:]
