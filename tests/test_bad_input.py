@@ -225,7 +225,7 @@ def _prepare(tmp, run):
   revocabbed = os.path.join(tmp, "revocabbed")
   shutil.copytree(run, revocabbed)
   record = runs.read(revocabbed)
-  record["vocabulary_sha256"] = "0" * 16
+  record["vocabulary_pieces_sha256"] = "0" * 16
   runs.write(revocabbed, record)
   return copy
 

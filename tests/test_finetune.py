@@ -166,6 +166,7 @@ def test_finetuning_continues_the_pretrained_step_and_leaves_it_untouched(
     config = f.read()
   assert "constant_learning_rate.learning_rate = 0.005" in config
   assert "run.model_type = 'delimited_lm'" in config
+  assert "run.sequence_length = {'inputs': 96, 'targets': 32}" in config   # of 128
   assert "Unitransformer.loss_on_targets_only = True" in config
 
 

@@ -39,6 +39,7 @@ from t5.evaluation import metrics as t5_metrics
 
 from primer_mtf.data import corpus as corpus_lib
 from primer_mtf.data import tasks
+from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
 
 KJV_BOOK = "kjv_book"
@@ -150,7 +151,7 @@ def _model_file(vocabulary):
 
 def same_vocabulary(a, b):
   """Whether two vocabularies tokenize alike: the same SentencePiece model (the
-  same path, or local files with the same bytes) and the same extra ids. Nothing
+  same path, or local files with the same pieces) and the same extra ids. Nothing
   is read from a bucket."""
   path_a, path_b = _model_file(a), _model_file(b)
   if type(a) is not type(b) or getattr(a, "extra_ids", 0) != getattr(b, "extra_ids", 0):
@@ -161,16 +162,12 @@ def same_vocabulary(a, b):
     return False
   if not (os.path.exists(path_a) and os.path.exists(path_b)):
     return False
-  with open(path_a, "rb") as fa, open(path_b, "rb") as fb:
-    return fa.read() == fb.read()
+  return vocab_lib.digest(path_a) == vocab_lib.digest(path_b)
 
 
 def _vocabulary_key(vocabulary):
   path = _model_file(vocabulary)
-  digest = "none"
-  if path and os.path.exists(path):
-    with open(path, "rb") as f:
-      digest = hashlib.sha256(f.read()).hexdigest()[:12]
+  digest = vocab_lib.digest(path)[:12] if path and os.path.exists(path) else "none"
   return f"{digest}_x{getattr(vocabulary, 'extra_ids', 0)}"
 
 

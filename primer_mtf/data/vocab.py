@@ -62,6 +62,18 @@ def check_model_file(path):
                      "give a .model file that SentencePiece wrote") from None
 
 
+def digest(path):
+  """A hash of what a SentencePiece model tokenizes with: its pieces and their
+  scores. (The file's bytes also hold the temporary path it was trained under, so
+  two trainings of the same vocabulary differ there and nowhere that matters.)"""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  sp = spm.SentencePieceProcessor(model_file=path)
+  h = hashlib.sha256()
+  for i in range(sp.get_piece_size()):
+    h.update(f"{sp.id_to_piece(i)}\t{sp.get_score(i)!r}\n".encode("utf-8"))
+  return h.hexdigest()[:16]
+
+
 def cache_dir(path=None):
   return os.path.expanduser(path or os.environ.get("PRIMER_MTF_CACHE", DEFAULT_CACHE))
 

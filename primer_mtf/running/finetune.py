@@ -85,9 +85,9 @@ def _format(record):
   return fmt
 
 
-def bindings(record, fmt):
-  """The run's bindings after the gin files: what T5's fine-tuning docs bind."""
-  length = configs.sequence_length()["inputs"]
+def bindings(record, fmt, length):
+  """The run's bindings after the gin files: what T5's fine-tuning docs bind.
+  ``length``: the pretrained inputs length, which the lengths follow."""
   if record["lengths"]:
     lengths = record["lengths"]
   elif fmt == ENCODER_DECODER_FORMAT:
@@ -121,12 +121,14 @@ def parse(record, extra_params=()):
   gin.clear_config()
   configs.parse_files(files)
   fmt = _format(record)
+  pretrained_length = configs.sequence_length()["inputs"]
   configs.parse_files([configs.resolve("finetune", fmt)])
   vocabulary = text2text.pretrained_vocabulary()
   runs.check_vocabulary(runs.read(record["pretrained_dir"]), tasks.corpus_task(),
                         record["pretrained_dir"])
   task = text2text.register(record["task"], vocabulary)
-  configs.parse_files([], bindings(record, fmt) + list(record["gin_param"]) +
+  configs.parse_files([], bindings(record, fmt, pretrained_length) +
+                      list(record["gin_param"]) +
                       list(extra_params))
   checkpoints.check_matches(
       record["checkpoint"], vocabulary.vocab_size,

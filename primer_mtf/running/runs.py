@@ -154,17 +154,17 @@ def vocabulary_size(task):
 
 
 def check_vocabulary(record, task, model_dir):
-  """The task's vocabulary is the one the run trained with (the SentencePiece
-  model's hash in the record); returns the hash (None for a bucket path)."""
-  import hashlib  # pylint: disable=g-import-not-at-top
+  """The task's vocabulary is the one the run trained with (the hash of the
+  SentencePiece model's pieces in the record); returns the hash (None for a
+  bucket path)."""
   import seqio  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data import vocab  # pylint: disable=g-import-not-at-top
   path = seqio.get_mixture_or_task(task).output_features[
       "targets"].vocabulary.sentencepiece_model_file
   if "://" in path:
     return None
-  with open(path, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()[:16]
-  recorded = (record or {}).get("vocabulary_sha256")
+  digest = vocab.digest(path)
+  recorded = (record or {}).get("vocabulary_pieces_sha256")
   if recorded and recorded != digest:
     raise UsageError(f"{model_dir} was trained with another vocabulary than {path} "
                      "(that file changed since); give the run's own SentencePiece "
@@ -195,7 +195,7 @@ def train(model_dir, record):
   if not isinstance(final_step, int) or final_step < 1:
     raise UsageError(f"train_steps is {final_step!r}; train at least one step")
   task = corpus_task()  # loads the corpus and vocabulary: fails before any write
-  record = dict(record, vocabulary_sha256=check_vocabulary(
+  record = dict(record, vocabulary_pieces_sha256=check_vocabulary(
       read(model_dir) if resuming else None, task, model_dir))
   ckpt = check_checkpoint(
       model_dir, task, "resume it with the settings it was trained with, or use a "
