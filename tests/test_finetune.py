@@ -68,6 +68,7 @@ def test_a_task_folder_reads_jsonl_and_tsv_and_names_bad_lines(tmp_path):
 
 
 PRETRAIN_STEPS, FINETUNE_STEPS, EVAL_EXAMPLES = 300, 300, 400
+LONG = 2400   # seconds: a 300-step run or a 400-example decode on a loaded machine
 EVAL = ["--gin_param", f"mesh_eval_dataset_fn.num_eval_examples = {EVAL_EXAMPLES}"]
 # A 2-layer model learns the 66-way label in 300 steps with the loss on the label
 # only and a learning rate above T5's 1e-3 (measured: 15% against a 7% majority).
@@ -78,7 +79,7 @@ TUNING = ["--format", "prefix", "--learning_rate", "0.005"]
 def pretrained(tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp("pretrain") / "primer_ez")
   _ok(run_cli("train", "--model_dir", model_dir, "--model", "primer_ez",
-              "--train_steps", str(PRETRAIN_STEPS)))
+              "--train_steps", str(PRETRAIN_STEPS), timeout=LONG))
   return model_dir
 
 
@@ -88,9 +89,9 @@ def _finetune_and_evaluate(pretrained, model_dir, *flags):
   before = _bytes(pretrained)
   _ok(run_cli("finetune", "--pretrained_dir", pretrained, "--task", "kjv_book",
               "--model_dir", model_dir, "--finetune_steps", str(FINETUNE_STEPS),
-              *flags))
+              *flags, timeout=LONG))
   _keep_only_the_last_checkpoint(model_dir)
-  _ok(run_cli("eval", "--model_dir", model_dir, *EVAL))
+  _ok(run_cli("eval", "--model_dir", model_dir, *EVAL, timeout=LONG))
   return model_dir, before
 
 
@@ -105,7 +106,8 @@ def pretrained_encoder_decoder(tmp_path_factory):
   """The paper's encoder-decoder: Primer-EZ decoder, T5's span corruption."""
   model_dir = str(tmp_path_factory.mktemp("pretrain") / "bi_primer_ez")
   _ok(run_cli("train", "--model_dir", model_dir, "--model", "bi/primer_ez",
-              "--objective", "span_corruption", "--train_steps", str(PRETRAIN_STEPS)))
+              "--objective", "span_corruption", "--train_steps", str(PRETRAIN_STEPS),
+              timeout=LONG))
   return model_dir
 
 
