@@ -228,7 +228,8 @@ def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
     return finetune.evaluate(model_dir, record, gin_params, **follow)
   from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
   parse(record, gin_params)
-  check_vocabulary(record, corpus_task(), model_dir)
-  check_checkpoint(model_dir, corpus_task(), "its record no longer describes its "
+  task = corpus_task()
+  check_vocabulary(record, task, model_dir)
+  check_checkpoint(model_dir, task, "its record no longer describes its "
                    "checkpoints; evaluate it with the settings it was trained with")
   return evaluation.evaluate(model_dir, split, max_batches, **follow)
