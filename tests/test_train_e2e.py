@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import tensorflow.compat.v1 as tf
 
 from conftest import REPO, read_progress, run_cli
 
@@ -61,6 +62,18 @@ def test_restart_resumes_from_the_last_checkpoint(trained, tmp_path):
   new = read_progress(model_dir)[len(read_progress(trained[0])):]
   assert new[0]["step"] == 201 and new[-1]["step"] == 210
   assert os.path.exists(os.path.join(model_dir, "model.ckpt-210.index"))
+  # The graph is in the first start's events file only, not in the resumed one's.
+  first, resumed = sorted(
+      (os.path.join(model_dir, n) for n in os.listdir(model_dir)
+       if n.startswith("events.out.tfevents.")), key=os.path.getmtime)
+  assert _graphs_in(first) >= 1
+  assert _graphs_in(resumed) == 0
+  assert os.path.getsize(resumed) < os.path.getsize(first) / 50
+
+
+def _graphs_in(events_file):
+  return sum(bool(e.graph_def or e.meta_graph_def)
+             for e in tf.train.summary_iterator(events_file))
 
 
 def test_2x2_mesh_first_step_loss_equals_one_device(trained, tmp_path):

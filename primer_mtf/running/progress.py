@@ -17,6 +17,7 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
 from primer_mtf.running import divergence
+from primer_mtf.running import events
 
 TRAIN_LOG = "train_progress.jsonl"
 
@@ -115,8 +116,9 @@ class _EstimatorWithHooks:
 def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
                         train_dataset_fn, train_steps, ensemble_inputs,
                         every_n_steps=10, **kwargs):
-  """``utils.train_model`` with a :class:`ProgressHook` and the divergence guard
-  (:mod:`primer_mtf.running.divergence`). Tokens are the padded
+  """``utils.train_model`` with a :class:`ProgressHook`, the divergence guard
+  (:mod:`primer_mtf.running.divergence`) and the graph in the first events file
+  only (:mod:`primer_mtf.running.events`). Tokens are the padded
   positions a step reads: the targets of a decoder-only LM; the inputs and the
   targets of encoder-decoders and of delimited LMs (one sequence of both)."""
   read = (["inputs", "targets"] if configs.query("utils.run.model_type") in (
@@ -127,6 +129,7 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
   guarded = _EstimatorWithHooks(
       estimator, [divergence.NonFiniteLossHook(estimator.model_dir), hook],
       [divergence.FiniteWeightsBeforeSave(estimator.model_dir)])
-  mtf_utils.train_model(guarded, vocabulary,
-                        sequence_length, batch_size, train_dataset_fn,
-                        train_steps, ensemble_inputs, **kwargs)
+  with events.graph_written_once(estimator.model_dir):
+    mtf_utils.train_model(guarded, vocabulary,
+                          sequence_length, batch_size, train_dataset_fn,
+                          train_steps, ensemble_inputs, **kwargs)
