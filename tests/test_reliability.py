@@ -47,6 +47,39 @@ def test_divergence_stops_with_one_line_and_the_newest_checkpoint_finite(
   assert read_progress(model_dir)[-1]["step"] <= 12
 
 
+NAN_AT_STEP_5 = ["--gin_param", "utils.run.learning_rate_schedule = "
+                 "@primer_mtf.nan_learning_rate_at",
+                 "--gin_param", "nan_learning_rate_at.schedule = "
+                 "@learning_rate_schedules.truncated_rsqrt",
+                 "--gin_param", "nan_learning_rate_at.steps = [5]"]
+
+
+@pytest.mark.e2e
+def test_skip_mode_skips_the_bad_step_exactly_and_goes_on(tmp_path):
+  """guards/skip_nonfinite_steps.gin: a NaN learning rate at step 5 makes every
+  update of that step NaN; the step writes nothing, the run goes on and counts it."""
+  model_dir = str(tmp_path / "run")
+  result = run_cli("train", "--model_dir", model_dir, "--train_steps", "7",
+                   "--gin_file", "guards/skip_nonfinite_steps.gin", "--gin_param",
+                   "utils.run.save_checkpoints_steps = 1", *NAN_AT_STEP_5)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert ("[train] step 5: skipped, a value it would write is not finite "
+          "(1 skipped so far)") in result.stderr
+  ckpt = {s: tf.train.load_checkpoint(os.path.join(model_dir, f"model.ckpt-{s}"))
+          for s in (3, 4, 5, 6)}
+  names = sorted(ckpt[4].get_variable_to_shape_map())
+  assert "skipped_steps" in names and any("_slot_" in n for n in names)
+
+  def changed(a, b):
+    return [n for n in names
+            if not np.array_equal(ckpt[a].get_tensor(n), ckpt[b].get_tensor(n))]
+  # Step 5 leaves every weight and optimizer slot as step 4 left it ...
+  assert changed(4, 5) == ["global_step", "skipped_steps"]
+  # ... while the steps around it change all of them but the counter.
+  assert set(changed(3, 4)) == set(changed(5, 6)) == set(names) - {"skipped_steps"}
+  assert [float(ckpt[s].get_tensor("skipped_steps")) for s in (4, 5, 6)] == [0, 1, 1]
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_five_random_kills_resume_to_the_exact_last_step(tmp_path):

@@ -13,6 +13,10 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf.errors import UsageError
 from primer_mtf.planning import model_graph
+from primer_mtf.running import divergence
+
+
+NOT_WEIGHTS = ("global_step", divergence.SKIPPED_STEPS)  # training state
 
 
 def step_of(path):
@@ -29,7 +33,7 @@ def check_matches(checkpoint, vocab_size, what, fix):
   have = dict(tf.train.list_variables(checkpoint))
   built = model_graph.build(vocab_size, batch=2, length=8)
   names = {v.name for v in built.variables}
-  extra = sorted(n for n in have if n not in names and n != "global_step"
+  extra = sorted(n for n in have if n not in names and n not in NOT_WEIGHTS
                  and "_slot_" not in n)   # optimizer slots follow the weights
   if extra:
     raise UsageError(f"{what}: {checkpoint} has a weight this configuration does "

@@ -34,7 +34,7 @@ def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
           "corpus": corpus_lib.canonical_name(corpus),
           "vocab_size": vocab_size, "vocabulary": vocabulary,
           "tfds_data_dir": tfds_data_dir,
-          "gin_file": [os.path.abspath(f) for f in gin_file],
+          "gin_file": [os.path.abspath(configs.locate(f)) for f in gin_file],
           "gin_param": list(gin_param)}
 
 
@@ -189,6 +189,7 @@ def train(model_dir, record):
   resume that the newest checkpoint holds this model."""
   from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
   from primer_mtf.running import checkpoints  # pylint: disable=g-import-not-at-top
+  from primer_mtf.running import divergence  # pylint: disable=g-import-not-at-top
   resuming = check_resume(model_dir, record)
   parse(record)
   final_step = configs.query("utils.run.train_steps")
@@ -200,6 +201,12 @@ def train(model_dir, record):
   ckpt = check_checkpoint(
       model_dir, task, "resume it with the settings it was trained with, or use a "
       "new --model_dir") if resuming else None
+  if ckpt and divergence.skips_steps() and divergence.SKIPPED_STEPS not in dict(
+      tf.train.list_variables(ckpt)):
+    raise UsageError(f"{model_dir} was started without skipping non-finite steps, "
+                     "and its checkpoints have no skipped_steps counter; resume it "
+                     "without guards/skip_nonfinite_steps.gin, or use a new "
+                     "--model_dir")
   if ckpt and checkpoints.step_of(ckpt) >= final_step:
     print(f"[train] {model_dir} is already at step {checkpoints.step_of(ckpt)} of "
           f"{final_step}: nothing to do (raise --train_steps to train further)",
