@@ -147,9 +147,8 @@ def train(model_dir, record):
   if old is not None and {k: v for k, v in old.items() if k != "gin_param"} != {
       k: v for k, v in record.items() if k != "gin_param"}:
     raise UsageError(f"{model_dir} holds another run; use a new --model_dir")
-  if old is None and tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
-    raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
-                     "write; use a new --model_dir")
+  if old is None:
+    runs.check_no_foreign_checkpoints(model_dir)
   task = parse(record)
   runs.write(model_dir, record)
   print(f"[finetune] task {task} from {record['checkpoint']} "

@@ -73,14 +73,19 @@ def check_writable(model_dir):
     raise UsageError(f"cannot write in {existing}; give a --model_dir you can write")
 
 
+def check_no_foreign_checkpoints(model_dir):
+  """A folder with no run record must hold no checkpoints either."""
+  if tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
+    raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
+                     "write; use a new --model_dir")
+
+
 def check_resume(model_dir, record):
   """True if ``model_dir`` holds this run; fails if it holds another one."""
   check_writable(model_dir)
   old = read(model_dir)
   if old is None:
-    if tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
-      raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
-                       "write; use a new --model_dir")
+    check_no_foreign_checkpoints(model_dir)
     return False
   old = {**_DEFAULTS, **old}
   changed = [k for k in IDENTITY if old.get(k) != record.get(k)]
