@@ -8,6 +8,13 @@ computed in shift-multiply-add form (k shifted copies scaled per channel), the
 fast form on TPU and GPU. A tap contributes nothing where t - o_i falls outside the
 row or in another packed example (``segment_ids`` differ), so packed examples never
 see each other. The axis is chosen by name, never by position.
+
+:func:`release_style_conv` is the form the authors' release computed: the same taps
+with no packing mask, so a packed example's first k-1 tokens read the end of the
+example before it. It is kept only to be measured against (``MDHA.conv_form =
+"release"``: ``primer-mtf bench``'s ``step_overhead_release_conv`` and a quality run
+side by side); it leaks across packed examples and must not be trained on packed
+data for real.
 """
 
 import mesh_tensorflow as mtf
@@ -35,7 +42,29 @@ def make_taps(mesh, name, channel_dims, kernel_size, dtype, causal=True):
       for i, value in enumerate(tap_initial_values(kernel_size, causal))]
 
 
-def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
+def _length_dim(x, length_dim):
+  name = length_dim if isinstance(length_dim, str) else length_dim.name
+  dims = [d for d in x.shape.dims if d.name == name]
+  if not dims:
+    raise ValueError(f"{x} has no dimension named {name!r} to convolve along")
+  return dims[0]
+
+
+def segment_masks(segment_ids, length_dim, kernel_size, dtype, causal=True):
+  """{offset: 1.0 where x[t - offset] is in t's packed example, else 0.0} for the
+  non-zero offsets, shaped like ``segment_ids``; None without packing.
+
+  One set serves every projection convolved along ``length_dim`` (MDHA computes
+  it once a layer for Q, K and V)."""
+  if not isinstance(segment_ids, mtf.Tensor):
+    return None
+  dim = _length_dim(segment_ids, length_dim)
+  return {offset: mtf.cast(mtf.equal(segment_ids, mtf.shift(
+      segment_ids, offset=offset, dim=dim, wrap=False)), dtype)
+          for offset in offsets(kernel_size, causal) if offset != 0}
+
+
+def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True, masks=None):
   """Convolves ``x`` along ``length_dim`` with per-channel ``taps``.
 
   Args:
@@ -46,25 +75,37 @@ def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
     segment_ids: optional mtf.Tensor with ``length_dim``; positions of different
       ids do not mix. Non-tensors (no packing) are ignored.
     causal: offsets 0..k-1 (True) or centred on the token (False).
+    masks: optional precomputed :func:`segment_masks` (used instead of
+      ``segment_ids``).
 
   Returns:
     an mtf.Tensor shaped like ``x``.
   """
-  name = length_dim if isinstance(length_dim, str) else length_dim.name
-  dims = [d for d in x.shape.dims if d.name == name]
-  if not dims:
-    raise ValueError(f"{x} has no dimension named {name!r} to convolve along")
-  dim = dims[0]
+  dim = _length_dim(x, length_dim)
+  if masks is None:
+    masks = segment_masks(segment_ids, dim, len(taps), x.dtype, causal)
   y = 0
   for offset, tap in zip(offsets(len(taps), causal), taps):
     if offset == 0:
       y += x * tap
       continue
     shifted = mtf.shift(x, offset=offset, dim=dim, wrap=False)  # x[t-o], 0 outside
-    if isinstance(segment_ids, mtf.Tensor):
-      same = mtf.equal(segment_ids,
-                       mtf.shift(segment_ids, offset=offset, dim=dim, wrap=False))
-      shifted *= mtf.cast(same, x.dtype)
+    if masks is not None:
+      shifted *= masks[offset]
     y += shifted * tap
+  return y
+
+
+def release_style_conv(x, taps, length_dim):
+  """The authors' release's causal conv: x shifted by one more position for each
+  tap, no packing mask. Equals :func:`depthwise_conv` without segment ids; with
+  packed rows it LEAKS: the first k-1 tokens of a packed example read the last
+  tokens of the one before it. For benchmarks and side-by-side quality runs only.
+  """
+  dim = _length_dim(x, length_dim)
+  y = x * taps[0]
+  for tap in taps[1:]:
+    x = mtf.shift(x, offset=1, dim=dim, wrap=False)
+    y += x * tap
   return y
 

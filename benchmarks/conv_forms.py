@@ -1,0 +1,78 @@
+"""Times Primer-EZ's training step with each form of MDHA's convolution, side by side.
+
+The forms (``MDHA.conv_form``, see primer_mtf/layers/mdha.py) compute the same
+function with the same variables, except "release", which drops the packing mask
+as the authors' release did. Each round times every form once, the order
+rotating (``bench.interleave``); each figure is the median over rounds of the
+per-round ratio of a form's step time to the pack-safe form's, in this process's
+CPU seconds (wall-clock beside it). The transformer is timed in the same rounds
+for the overhead over the baseline.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/conv_forms.py --out bench/conv_forms
+"""
+import argparse
+import json
+import os
+import sys
+
+from primer_mtf.running import bench
+
+FORMS = ("pack_safe", "shared_mask", "fused_qkv", "release")
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", default="small")
+  p.add_argument("--batch", type=int, default=2)
+  p.add_argument("--length", type=int, default=256)
+  p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+  p.add_argument("--rounds", type=int, default=15)
+  p.add_argument("--steps", type=int, default=2, help="steps a timing")
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--no_transformer", action="store_true")
+  p.add_argument("--out", default="bench/conv_forms")
+  args = p.parse_args(argv)
+  if "pack_safe" not in args.forms:
+    args.forms.insert(0, "pack_safe")
+  steps = bench.Steps()
+  arms = {}
+  try:
+    if not args.no_transformer:
+      arms["transformer"] = steps.get("transformer", args.size, args.batch,
+                                      args.length)
+    for form in args.forms:
+      arms[form] = steps.get("primer_ez", args.size, args.batch, args.length,
+                             gin_params=[f"MDHA.conv_form = '{form}'"])
+    bench.log(f"timing {', '.join(arms)} ({args.rounds} rounds of {args.steps} "
+              "steps)")
+    times = bench.interleave({n: (lambda a=a: a(args.steps)) for n, a in arms.items()},
+                             args.rounds, args.warmup)
+    ratios = {f"{form}/pack_safe": bench.ratio(times, form, "pack_safe")
+              for form in args.forms if form != "pack_safe"}
+    if "release" in args.forms:
+      ratios["pack_safe/release"] = bench.ratio(times, "pack_safe", "release")
+    if "transformer" in arms:
+      ratios.update({f"{form}/transformer": bench.ratio(times, form, "transformer")
+                     for form in args.forms})
+    result = {
+        "command": "PYTHONPATH=. .venv/bin/python benchmarks/conv_forms.py "
+                   + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": bench.machine(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "ratios": ratios,
+        "times": {n: bench._summary(times, n) for n in arms},  # pylint: disable=protected-access
+        "losses_finite": {n: bench._finite_losses(a)  # pylint: disable=protected-access
+                          for n, a in arms.items()}}
+  finally:
+    steps.close()
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "conv_forms.json"), "w") as f:
+    json.dump(result, f, indent=1, default=float)
+  for name, r in ratios.items():
+    print(f"{name}: {r['median']:.3f} ({r['min']:.2f}-{r['max']:.2f}), wall-clock "
+          f"{r['wall']['median']:.3f}")
+  return result
+
+
+if __name__ == "__main__":
+  main()
