@@ -3,9 +3,10 @@
 T5's recipe (``MtfModel.finetune`` and its fine-tuning docs): parse the pretrained
 run's ``operative_config.gin``, change the task and the lengths, start from its
 checkpoint with ``utils.run.init_checkpoint`` and continue the step count from it,
-at a constant learning rate of 1e-3. mesh-tensorflow restores every variable the
-checkpoint has (the global step and Adafactor's slots too), so the new run's first
-step is the pretrained step + 1. The pretrained folder is only read.
+at a constant learning rate of 1e-3. mesh-tensorflow restores the weights and the
+global step, so the new run's first step is the pretrained step + 1; Adafactor's
+slots start afresh (``gin/finetune/text2text.gin`` says why). The pretrained
+folder is only read.
 
 Decoder-only checkpoints fine-tune as mesh-tensorflow's ``delimited_lm``: each
 example is ``[inputs, EOS, targets, EOS]`` in one sequence, with the loss on all of
