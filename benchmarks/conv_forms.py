@@ -1,8 +1,12 @@
 """Times Primer-EZ's training step with each form of MDHA's convolution, side by side.
 
-The forms (``MDHA.conv_form``, see primer_mtf/layers/mdha.py) compute the same
-function with the same variables, except "release", which drops the packing mask
-as the authors' release did. Each round times every form once, the order
+The forms (``MDHA.conv_form``, see primer_mtf/layers/mdha.py): "pack_safe" (the
+default) and "release", the same taps without the packing mask, as the authors'
+release computed it (it leaks across packed examples). The records
+benchmarks/results/conv_forms_small_*.json were made at the commit that also had
+two exact candidate forms, "shared_mask" (the masks computed once a layer for Q,
+K and V) and "fused_qkv" (one stacked Q/K/V projection and one conv); neither was
+cheaper, and both were removed. Each round times every form once, the order
 rotating (``bench.interleave``); each figure is the median over rounds of the
 per-round ratio of a form's step time to the pack-safe form's, in this process's
 CPU seconds (wall-clock beside it). The transformer is timed in the same rounds
@@ -17,7 +21,7 @@ import sys
 
 from primer_mtf.running import bench
 
-FORMS = ("pack_safe", "shared_mask", "fused_qkv", "release")
+FORMS = ("pack_safe", "release")
 
 
 def main(argv=None):

@@ -97,9 +97,8 @@ def test_centred_taps_put_one_half_on_the_current_token():
 
 
 def _run_forms(x, taps, segments):
-  """The pack-safe conv with precomputed masks, the release-style conv, and the
-  pack-safe conv from segment ids, on one small mesh graph; [batch, length, heads,
-  d_kv] numpy arrays in and out."""
+  """The pack-safe conv and the release-style conv on one small mesh graph;
+  [batch, length, heads, d_kv] numpy arrays in and out."""
   import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():
@@ -111,28 +110,13 @@ def _run_forms(x, taps, segments):
     mtaps = [mtf.import_tf_tensor(mesh, tf.constant(t), mtf.Shape(dims[2:]))
              for t in taps]
     mseg = mtf.import_tf_tensor(mesh, tf.constant(segments), mtf.Shape(dims[:2]))
-    masks = dconv.segment_masks(mseg, "length", len(taps), mx.dtype)
-    ys = [dconv.depthwise_conv(mx, mtaps, "length", masks=masks),
-          dconv.release_style_conv(mx, mtaps, "length"),
-          dconv.depthwise_conv(mx, mtaps, "length", mseg)]
+    ys = [dconv.depthwise_conv(mx, mtaps, "length", mseg),
+          dconv.release_style_conv(mx, mtaps, "length")]
     impl = mtf.placement_mesh_impl.PlacementMeshImpl(mtf.Shape([]), {}, [""])
     lowering = mtf.Lowering(graph, {mesh: impl})
     outputs = [lowering.export_to_tf_tensor(y) for y in ys]
     with tf.Session() as sess:
       return sess.run(outputs)
-
-
-@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
-def test_precomputed_masks_equal_the_pack_safe_conv(kernel_size):
-  """MDHA's shared_mask and fused_qkv forms compute the masks once a layer."""
-  rng = np.random.RandomState(10 + kernel_size)
-  x = rng.randn(3, 12, 2, 3).astype(np.float32)
-  taps = rng.randn(kernel_size, 2, 3).astype(np.float32)
-  segments = np.sort(rng.randint(1, 4, size=(3, 12)), axis=1).astype(np.int32)
-  with_masks, _, with_ids = _run_forms(x, taps, segments)
-  np.testing.assert_allclose(with_masks, numpy_dconv(x, taps, segments), rtol=1e-5,
-                             atol=1e-5)
-  np.testing.assert_array_equal(with_masks, with_ids)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 4])
@@ -146,7 +130,7 @@ def test_release_style_conv_equals_pack_safe_unpacked_and_leaks_when_packed(
   # row 0 one example; rows 1 and 2 packed (boundaries at 5, and at 3 and 8)
   segments = np.array([[1] * 12, [1] * 5 + [2] * 7, [1] * 3 + [2] * 5 + [3] * 4],
                       np.int32)
-  pack_safe, release, _ = _run_forms(x, taps, segments)
+  pack_safe, release = _run_forms(x, taps, segments)
   np.testing.assert_allclose(release, numpy_dconv(x, taps, np.ones_like(segments)),
                              rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(pack_safe, numpy_dconv(x, taps, segments), rtol=1e-5,

@@ -52,10 +52,7 @@ def _length_dim(x, length_dim):
 
 def segment_masks(segment_ids, length_dim, kernel_size, dtype, causal=True):
   """{offset: 1.0 where x[t - offset] is in t's packed example, else 0.0} for the
-  non-zero offsets, shaped like ``segment_ids``; None without packing.
-
-  One set serves every projection convolved along ``length_dim`` (MDHA computes
-  it once a layer for Q, K and V)."""
+  non-zero offsets, shaped like ``segment_ids``; None without packing."""
   if not isinstance(segment_ids, mtf.Tensor):
     return None
   dim = _length_dim(segment_ids, length_dim)
@@ -64,7 +61,7 @@ def segment_masks(segment_ids, length_dim, kernel_size, dtype, causal=True):
           for offset in offsets(kernel_size, causal) if offset != 0}
 
 
-def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True, masks=None):
+def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
   """Convolves ``x`` along ``length_dim`` with per-channel ``taps``.
 
   Args:
@@ -75,15 +72,12 @@ def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True, masks=Non
     segment_ids: optional mtf.Tensor with ``length_dim``; positions of different
       ids do not mix. Non-tensors (no packing) are ignored.
     causal: offsets 0..k-1 (True) or centred on the token (False).
-    masks: optional precomputed :func:`segment_masks` (used instead of
-      ``segment_ids``).
 
   Returns:
     an mtf.Tensor shaped like ``x``.
   """
   dim = _length_dim(x, length_dim)
-  if masks is None:
-    masks = segment_masks(segment_ids, dim, len(taps), x.dtype, causal)
+  masks = segment_masks(segment_ids, dim, len(taps), x.dtype, causal)
   y = 0
   for offset, tap in zip(offsets(len(taps), causal), taps):
     if offset == 0:

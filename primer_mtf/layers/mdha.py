@@ -90,93 +90,27 @@ class SharedQKParams(attention.AttentionParams):
 
 
 class _ConvolvedProjections:
-  """Attention params whose compute_q/k/v return convolved projections.
-
-  One object serves one call of the layer, so what it caches (the packing masks,
-  the fused projections) is shared by that layer's Q, K and V only."""
+  """Attention params whose compute_q/k/v return convolved projections."""
 
   def __init__(self, params, layer, context):
     self._params = params
     self._layer = layer
     self._context = context
-    self._masks = {}     # length dimension name -> dconv.segment_masks
-    self._fused = None   # (q, k, v) of the fused_qkv form, once computed
 
   def __getattr__(self, name):
     return getattr(self._params, name)
 
-  def masks(self, length_dim):
-    """The packing masks along ``length_dim``, computed once a layer (along the
-    query length, renamed for the memory length); None where the layer's form
-    computes them per projection."""
-    context = self._context
-    if (self._layer.conv_form not in ("shared_mask", "fused_qkv")
-        or context.mode == "incremental"):
-      return None
-    if length_dim.name not in self._masks:
-      if context.length_dim.name not in self._masks:
-        self._masks[context.length_dim.name] = dconv.segment_masks(
-            context.sequence_id, context.length_dim, self._layer.kernel_size,
-            context.activation_dtype, self._layer.causal)
-      masks = self._masks[context.length_dim.name]
-      if masks is not None and length_dim.name != context.length_dim.name:
-        masks = {o: self._layer.rename_length_to_memory_length(m, context)
-                 for o, m in masks.items()}
-      self._masks[length_dim.name] = masks
-    return self._masks[length_dim.name]
-
-  def _convolve(self, projection, name, length_dim):
-    return self._layer.convolve(self._context, projection, name, length_dim,
-                                self.masks(length_dim))
-
-  def _fusable(self):
-    p = self._params
-    return (self._layer.conv_form == "fused_qkv"
-            and self._context.mode not in _DECODE_MODES
-            and not p.shared_kv and p.wq.shape == p.wk.shape == p.wv.shape
-            and p.q_dims == p.k_dims == p.v_dims)
-
-  def _fused_qkv(self, x):
-    """Q, K and V from one projection with the three weights stacked and one
-    convolution with the three taps stacked; K and V along the memory length."""
-    if self._fused is None:
-      p, context = self._params, self._context
-      qkv = mtf.Dimension("dconv_qkv", 3)
-      w = mtf.stack([p.wq, p.wk, p.wv], qkv.name, axis=0)
-      projection = mtf.layers.us_einsum([x, w], reduced_dims=[p.query_input_dim])
-      if p.combine_dims:
-        projection = mtf.replace_dimensions(projection, projection.shape.dims[-1],
-                                            p.q_dims)
-      taps = [mtf.stack(list(t), qkv.name, axis=0) for t in zip(*[
-          self._layer.taps(context, f"{n}_dconv", p.q_dims) for n in "qkv"])]
-      y = dconv.depthwise_conv(projection, taps, context.length_dim,
-                               causal=self._layer.causal,
-                               masks=self.masks(context.length_dim))
-      q, k, v = mtf.unstack(y, qkv)
-      if not p.fold_scaling_into_initializer:
-        q *= p.key_dim.size ** -0.5
-      memory_length = self._layer.memory_length(context)
-      k, v = (mtf.replace_dimensions(t, context.length_dim, memory_length)
-              for t in (k, v))
-      self._fused = q, k, v
-    return self._fused
-
   def compute_q(self, x):
-    if self._fusable():
-      return self._fused_qkv(x)[0]
-    return self._convolve(self._params.compute_q(x), "q", self._context.length_dim)
+    return self._layer.convolve(self._context, self._params.compute_q(x), "q",
+                                self._context.length_dim)
 
   def compute_k(self, m):
-    if self._fused is not None:
-      return self._fused[1]
-    return self._convolve(self._params.compute_k(m), "k",
-                          self._layer.memory_length(self._context))
+    return self._layer.convolve(self._context, self._params.compute_k(m), "k",
+                                self._layer.memory_length(self._context))
 
   def compute_v(self, m):
-    if self._fused is not None:
-      return self._fused[2]
-    return self._convolve(self._params.compute_v(m), "v",
-                          self._layer.memory_length(self._context))
+    return self._layer.convolve(self._context, self._params.compute_v(m), "v",
+                                self._layer.memory_length(self._context))
 
 
 class _SharedQKProjections(_ConvolvedProjections):
@@ -191,7 +125,8 @@ class _SharedQKProjections(_ConvolvedProjections):
   def _shared_keys(self, x, length_dim):
     """DConv(x W_Q) along ``length_dim``, computed on the first call only."""
     if self._keys is None:
-      self._keys = self._convolve(self._params.compute_shared(x), "k", length_dim)
+      self._keys = self._layer.convolve(
+          self._context, self._params.compute_shared(x), "k", length_dim)
       self._keys_length_dim = length_dim
     keys = self._keys
     if self._context.mode != "incremental" and self._keys_length_dim != length_dim:
@@ -210,7 +145,7 @@ class _SharedQKProjections(_ConvolvedProjections):
 class MDHA(transformer_layers.SelfAttention):
   """Self-attention with a causal depthwise convolution after Q, K and V."""
 
-  CONV_FORMS = ("pack_safe", "shared_mask", "fused_qkv", "release")
+  CONV_FORMS = ("pack_safe", "release")
 
   def __init__(self, kernel_size=3, share_qk_rep=False, causal=True,
                conv_form="pack_safe", **kwargs):
@@ -219,15 +154,15 @@ class MDHA(transformer_layers.SelfAttention):
       share_qk_rep: Primer's shared Q/K representation (no W_K).
       causal: True for decoders; False centres the kernel on each token (k=3
         reads t-1, t, t+1), for encoder self-attention, which never decodes.
-      conv_form: how the convolution is computed when it runs over a whole
-        sequence (decoding is the same in every form). "pack_safe": each
-        projection masks its taps at packed-example boundaries. "shared_mask":
-        the same, the masks computed once a layer for Q, K and V. "fused_qkv":
-        the shared masks, and Q, K and V from one stacked projection and one
-        convolution (shared_mask where it cannot fuse: share_qk_rep, decoding).
-        The three compute the same function with the same variables. "release":
-        the authors' release's form, no packing mask: it LEAKS across packed
-        examples, for benchmarks and side-by-side quality runs only.
+      conv_form: how the convolution runs over a whole sequence (decoding is
+        the same in both). "pack_safe": taps are masked at packed-example
+        boundaries. "release": the authors' release's form, the same taps with
+        no packing mask: it LEAKS across packed examples; for benchmarks
+        (``primer-mtf bench``'s step_overhead_release_conv) and side-by-side
+        quality runs only. Two exact alternatives to "pack_safe" (the masks
+        computed once a layer; Q, K and V as one stacked projection and conv)
+        were measured no cheaper on CPU and removed
+        (benchmarks/results/conv_forms_small_*.json).
       **kwargs: SelfAttention's arguments.
     """
     super().__init__(**kwargs)
@@ -265,16 +200,12 @@ class MDHA(transformer_layers.SelfAttention):
   def window_dim(self):
     return mtf.Dimension("dconv_window", max(self.kernel_size - 1, 1))
 
-  def taps(self, context, name, channel_dims):
-    return dconv.make_taps(context.mesh, name, channel_dims, self.kernel_size,
-                           context.variable_dtype, self.causal)
-
-  def convolve(self, context, projection, name, length_dim, masks=None):
-    """Causal, packing-aware depthwise conv of one projection along length_dim
-    (``masks``: the layer's dconv.segment_masks, if computed once a layer)."""
+  def convolve(self, context, projection, name, length_dim):
+    """Causal, packing-aware depthwise conv of one projection along length_dim."""
     channel_dims = [d for d in projection.shape.dims
                     if d.name != length_dim.name and d not in context.batch_dims]
-    taps = self.taps(context, f"{name}_dconv", channel_dims)
+    taps = dconv.make_taps(context.mesh, f"{name}_dconv", channel_dims,
+                           self.kernel_size, context.variable_dtype, self.causal)
     if context.mode in _DECODE_MODES and not self.causal:
       raise ValueError("a centred (causal=False) MDHA reads the next token and "
                        "cannot decode; use it in encoders only")
@@ -285,8 +216,7 @@ class MDHA(transformer_layers.SelfAttention):
     if self.conv_form == "release":
       return dconv.release_style_conv(projection, taps, length_dim)
     return dconv.depthwise_conv(projection, taps, length_dim,
-                                self.segment_ids(context, length_dim), self.causal,
-                                masks=masks)
+                                self.segment_ids(context, length_dim), self.causal)
 
   def segment_ids(self, context, length_dim):
     """Packed-example ids along ``length_dim``; taps never cross them."""
