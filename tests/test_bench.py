@@ -11,7 +11,8 @@ import pytest
 from conftest import run_cli
 
 EXPECTED = [
-    "step_overhead_primer_ez", "step_overhead_primer", "utilisation_tiny",
+    "step_overhead_primer_ez", "step_overhead_primer", "step_overhead_release_conv",
+    "utilisation_tiny",
     "utilisation_small", "input_pipeline_tiny", "decode_primer_ez_tiny",
     "decode_incremental_speedup_tiny", "sharding_2x2_tiny", "memory_tiny",
     "memory_small", "memory_medium", "quality_primer_ez_tiny"]
@@ -35,9 +36,10 @@ def test_bench_quick_writes_every_figure(tmp_path):
   assert bench["command"].startswith("primer-mtf bench --quick")
   assert bench["mode"] == "quick" and bench["date"]
   assert bench["machine"]["cores"] >= 1 and bench["machine"]["cpu_model"]
-  assert bench["not_measured"]
-  # the training steps stayed finite
+  assert isinstance(bench["not_measured"], dict)
+  # the training steps stayed finite, the release-style conv's arm among them
   assert all(bench["details"]["step"]["losses_finite"].values())
+  assert "primer_ez[conv_form=release]" in bench["details"]["step"]["losses_finite"]
   assert all(bench["details"]["sharding"]["losses_finite"].values())
   table = (out / "bench.md").read_text()
   assert table.startswith("| figure |")

@@ -16,6 +16,10 @@ The figures:
   ids and positions, its loss, ``mtf.gradients``, Adafactor's updates, lowered with
   ``mtf.Lowering`` on a placement mesh; ``session.run`` of the train op on a fixed
   synthetic batch.
+* ``step_overhead_release_conv``: in the same rounds, Primer-EZ's training step
+  with this code's pack-safe convolution over Primer-EZ with the release-style
+  convolution (``MDHA.conv_form = "release"``: the same taps, no packing mask; it
+  leaks across packed examples and is timed here only to price the mask).
 * ``utilisation_*``: model FLOPs a second (the planner's training FLOPs a step
   over the step time) over the peak FLOPs a second this TensorFlow reaches on a
   large float32 matmul.
@@ -62,7 +66,7 @@ MEMORY_RECORD = "planner_memory_tiny_small_medium.json"
 SETTINGS = {
     "quick": {
         "step": {"size": "tiny", "batch": 8, "length": 128, "models":
-                 ["transformer", "primer_ez", "primer"]},
+                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"]},
         "utilisation": [("tiny", 8, 128), ("small", 2, 128)],
         "matmul": 1024,
         "pipeline": [("tiny", 8, 128)],
@@ -74,7 +78,7 @@ SETTINGS = {
     },
     "full": {
         "step": {"size": "small", "batch": 2, "length": 256, "models":
-                 ["transformer", "primer_ez", "primer"]},
+                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"]},
         "utilisation": [("tiny", 8, 128), ("small", 2, 256), ("medium", 1, 256)],
         "matmul": 2048,
         "pipeline": [("tiny", 8, 128), ("small", 2, 256)],
@@ -159,6 +163,7 @@ class TrainStep:
   graph and session, on a fixed synthetic packed batch."""
 
   def __init__(self, model, size, mesh, batch, length, gin_params=()):
+    self.gin_extra = tuple(gin_params)
     self.model, self.size, self.mesh = model, size, mesh
     self.batch, self.length = batch, length
     self.gin_params = bindings(batch, length) + list(gin_params)
@@ -170,7 +175,7 @@ class TrainStep:
     with self.graph.as_default():
       tf.set_random_seed(0)
       global_step = tf.train.get_or_create_global_step()
-      graph = mtf.Graph()
+      graph = self.mtf_graph = mtf.Graph()
       mesh_ = mtf.Mesh(graph, "my_mesh")
       shape = mtf.Shape([mtf.Dimension("batch", batch),
                          mtf.Dimension("length", length)])
@@ -251,12 +256,13 @@ class Steps:
   def __init__(self):
     self._cache = {}
 
-  def get(self, model, size, batch, length, mesh="cpu"):
-    key = (model, size, mesh, batch, length)
+  def get(self, model, size, batch, length, mesh="cpu", gin_params=()):
+    key = (model, size, mesh, batch, length, tuple(gin_params))
     if key not in self._cache:
       log(f"building the training step of {model} at {size} on {mesh}, "
-          f"batch {batch} x {length}")
-      self._cache[key] = TrainStep(model, size, mesh, batch, length)
+          f"batch {batch} x {length}" + (f", {'; '.join(gin_params)}"
+                                         if gin_params else ""))
+      self._cache[key] = TrainStep(model, size, mesh, batch, length, gin_params)
     return self._cache[key]
 
   def close(self):
@@ -271,32 +277,46 @@ def _finite_losses(step):
 # ---------------------------------------------------------------- 1. step overhead
 
 
+def conv_form_arm(form):
+  """The name of the Primer-EZ arm whose MDHA computes its conv as ``form``."""
+  return f"primer_ez[conv_form={form}]"
+
+
 def step_overhead(steps, s):
   cfg = s["step"]
   arms = {m: steps.get(m, cfg["size"], cfg["batch"], cfg["length"])
           for m in cfg["models"]}
+  for form in cfg.get("conv_forms", ()):
+    arms[conv_form_arm(form)] = steps.get(
+        "primer_ez", cfg["size"], cfg["batch"], cfg["length"],
+        gin_params=[f"MDHA.conv_form = '{form}'"])
   log(f"timing training steps of {', '.join(arms)} ({s['rounds']} rounds)")
   times = interleave({m: (lambda a=a: a(s["steps"])) for m, a in arms.items()},
                      s["rounds"], s["warmup"])
   figures = []
+  where = f"({cfg['size']}, {cfg['batch']} x {cfg['length']}, cpu)"
   for m in cfg["models"][1:]:
     r = ratio(times, m, "transformer")
     figures.append(figure(
-        f"step_overhead_{m}", f"training step time, {m} / transformer "
-        f"({cfg['size']}, {cfg['batch']} x {cfg['length']}, cpu)", r,
+        f"step_overhead_{m}", f"training step time, {m} / transformer {where}", r,
         target="<= 1.05" if m == "primer_ez" else None,
         met=r["median"] <= 1.05 if m == "primer_ez" else None))
+  if "release" in cfg.get("conv_forms", ()):
+    figures.append(figure(
+        "step_overhead_release_conv", "training step time, primer_ez with the "
+        "pack-safe conv / with the release-style conv (no packing mask, leaks) "
+        f"{where}", ratio(times, "primer_ez", conv_form_arm("release"))))
   # where the extra time goes: traced steps, interleaved; for each op type the
   # least time it took over the traces (contention from other jobs only adds)
-  traces = {m: [] for m in cfg["models"]}
+  traces = {m: [] for m in arms}
   for _ in range(s["traces"]):
-    for m in cfg["models"]:
+    for m in arms:
       traces[m].append(arms[m].profile())
   profiles = {m: {k: min(t.get(k, 0.0) for t in ts)
                   for k in set().union(*ts)} for m, ts in traces.items()}
   base_p = profiles["transformer"]
   extra = {}
-  for m in cfg["models"][1:]:
+  for m in list(arms)[1:]:
     diff = {k: v - base_p.get(k, 0.0) for k, v in profiles[m].items()}
     top = sorted(diff.items(), key=lambda kv: -kv[1])[:8]
     extra[m] = {"traced_step_seconds": sum(profiles[m].values()),
@@ -633,11 +653,7 @@ def machine():
           "tensorflow": tf.__version__, "python": platform.python_version()}
 
 
-NOT_MEASURED = {
-    "step_overhead_release_conv": "this code has one form of MDHA's convolution, "
-    "the shift-multiply-add of layers/dconv.py (what step_overhead_primer_ez "
-    "times); a second, release-style form to time against it is not written",
-}
+NOT_MEASURED = {}
 
 
 def markdown(result):
