@@ -61,7 +61,8 @@ class SkipNonFiniteSteps(mtf.optimize.Optimizer):
   """``optimizer``, except that a step with any non-finite new value writes none.
 
   Bind it as mesh-tensorflow's optimizer
-  (``tpu_estimator_model_fn.optimizer = @primer_mtf.SkipNonFiniteSteps``). A NaN
+  (``utils.run.optimizer = @primer_mtf.SkipNonFiniteSteps``, as
+  ``gin/guards/skip_nonfinite_steps.gin`` does). A NaN
   or infinite loss or gradient, or a learning rate or update that overflows, gives
   such a step: its weights and slots stay as they were, the global step still
   advances (the batch is dropped), and the ``skipped_steps`` counter grows by one.
@@ -134,9 +135,8 @@ class NonFiniteLossHook(tf.train.SessionRunHook):
   """Stops the run at the first step whose loss is NaN or infinite; with
   :class:`SkipNonFiniteSteps`, reports the skipped steps instead."""
 
-  def __init__(self, model_dir, stream=None):
+  def __init__(self, model_dir):
     self._model_dir = model_dir
-    self._stream = stream
     self._skipped = 0
 
   def begin(self):
@@ -163,10 +163,10 @@ class NonFiniteLossHook(tf.train.SessionRunHook):
       return
     skipped = int(session.run(self._counter))   # read once the step is over
     if skipped > self._skipped:
-      stream = self._stream or sys.stderr
-      stream.write(f"[train] step {int(session.run(self._step))}: skipped, a value "
-                   f"it would write is not finite ({skipped} skipped so far)\n")
-      stream.flush()
+      sys.stderr.write(f"[train] step {int(session.run(self._step))}: skipped, a "
+                       f"value it would write is not finite ({skipped} skipped so "
+                       "far)\n")
+      sys.stderr.flush()
     self._skipped = skipped
 
 
