@@ -151,3 +151,23 @@ def test_compare_train_runs_the_models_side_by_side(tmp_path):
     with open(os.path.join(out, "runs", run, "eval_validation.json")) as f:
       assert [r["step"] for r in json.load(f)] == [0, 10, 20]
   assert "[compare] primer_ez_seed0:" in result.stdout
+
+
+def test_the_speedup_at_every_shorter_budget_follows_the_curves():
+  """A constant factor gives that factor at every budget; a lead that closes
+  (the other run's factor falls from 3 to 1 over training) shrinks with it."""
+  base = [_curve(f"t5_{i}", f, 1e3, group="t5") for i, f in enumerate((0.95, 1.05))]
+  steady = _curve("steady", 2.0, 1e3, group="steady")
+  steps = list(range(0, 1001, 10))
+  fading = compare.Curve("fading", "fading", steps, [
+      _power_law((1.0 + 2.0 * math.exp(-s / 200)) * s * 1e3) for s in steps], 1e3)
+  table = compare.speedups(base + [steady, fading])["by_budget"]
+  assert [e["budget_steps"] for e in table["steady"]] == steps[1:]
+  # from step 20 on (the first interval interpolates linearly from zero compute)
+  for entry in table["steady"][1:]:
+    # the target is the mean of the two seeds' losses; factor 2 over their mean
+    assert entry["flops"]["mean"] == pytest.approx(entry["steps"]["mean"])
+    assert 1.9 < entry["steps"]["mean"] < 2.1, entry
+    assert entry["reached"] == 1
+  early, late = table["fading"][4], table["fading"][-1]      # steps 50 and 1000
+  assert early["steps"]["mean"] > 2.0 > 1.2 > late["steps"]["mean"] > 0.9

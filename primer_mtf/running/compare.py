@@ -88,7 +88,8 @@ def speedups(curves):
   rows = []
   for c in curves:
     row = {"run": c.name, "group": c.group, "final_loss": c.losses[-1],
-           "final_step": c.steps[-1], "to_target": {}, "speedup": {}}
+           "final_step": c.steps[-1], "flops_per_step": c.flops_per_step,
+           "to_target": {}, "speedup": {}}
     for axis in AXES:
       cost = compute_to_reach(c.compute(axis), c.losses, target)
       row["to_target"][axis] = cost
@@ -103,7 +104,34 @@ def speedups(curves):
                  "speedup": {a: _stats([r["speedup"][a] for r in members])
                              for a in AXES}}
   return {"baseline": curves[0].group, "target_loss": target, "runs": rows,
-          "groups": groups}
+          "groups": groups, "by_budget": speedups_by_budget(curves)}
+
+
+def speedups_by_budget(curves):
+  """The speedup at every shorter training length too: for each step the
+  baseline's runs were all evaluated at, the target is their mean loss there and
+  the baseline's cost is that step; every other group's speedup (over its runs)
+  is that cost over what each run spent to reach the target. How the speedup
+  moves with the budget shows whether a lead grows or shrinks with training."""
+  baseline = [c for c in curves if c.group == curves[0].group]
+  budgets = sorted(set.intersection(*(set(c.steps) for c in baseline)) - {0})
+  table = {g: [] for g in dict.fromkeys(c.group for c in curves)
+           if g != curves[0].group}
+  for step in budgets:
+    target = statistics.fmean(c.losses[c.steps.index(step)] for c in baseline)
+    base = {"flops": statistics.fmean(step * c.flops_per_step for c in baseline),
+            "steps": float(step)}
+    for group in table:
+      members = [c for c in curves if c.group == group]
+      entry = {"budget_steps": step, "target_loss": target}
+      for axis in ("flops", "steps"):
+        costs = [compute_to_reach(c.compute(axis), c.losses, target)
+                 for c in members]
+        entry[axis] = _stats([base[axis] / cost if cost else None
+                              for cost in costs])
+        entry["reached"] = sum(cost is not None for cost in costs)
+      table[group].append(entry)
+  return table
 
 
 def wall_clock(log_rows, tokens_per_step):
@@ -210,8 +238,10 @@ def plot(curves, summary, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, (ax, by_budget) = plt.subplots(1, 2, figsize=(14, 5),
+                                      gridspec_kw={"width_ratios": [3, 2]})
   colors = {g: f"C{i}" for i, g in enumerate(summary["groups"])}
+  plot_by_budget(by_budget, summary, colors)
   target = summary["target_loss"]
   labelled = set()
   for curve, row in zip(curves, summary["runs"]):
@@ -245,6 +275,26 @@ def plot(curves, summary, path):
   with tf.io.gfile.GFile(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)
+
+
+def plot_by_budget(ax, summary, colors):
+  """Each group's speedup in FLOPs (mean and range over its runs) against the
+  training length the baseline's loss was taken at."""
+  for group, entries in summary.get("by_budget", {}).items():
+    points = [(e["budget_steps"], e["flops"]) for e in entries if e["flops"]]
+    if not points:
+      continue
+    steps = [p[0] for p in points]
+    ax.plot(steps, [p[1]["mean"] for p in points], "o-", color=colors[group],
+            markersize=3, label=group)
+    ax.fill_between(steps, [p[1]["min"] for p in points],
+                    [p[1]["max"] for p in points], color=colors[group], alpha=0.15)
+  ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+  ax.set_xlabel(f"training steps of the baseline ({summary['baseline']})")
+  ax.set_ylabel("speedup in FLOPs to the baseline's loss there")
+  ax.set_title("speedup at every shorter budget")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
 
 
 def compare(model_dirs, output=".", group_by_model=False, split="validation"):
