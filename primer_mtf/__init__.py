@@ -29,6 +29,8 @@ def load():
   from primer_mtf.data.tasks import corpus_task
   from primer_mtf.data.text2text import text2text_task
   from primer_mtf.layers import activations
+  from primer_mtf.layers import attention_layout
+  attention_layout.install()
   from primer_mtf.layers import norms
   from primer_mtf.layers.layer_stack import PrePostNormLayerStack
   from primer_mtf.layers.mdha import MDHA
