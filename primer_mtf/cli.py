@@ -138,8 +138,8 @@ def parser():
   bench.add_argument("--out", default="bench", help="where bench.json, bench.md "
                      "and bench.png go")
   bench.add_argument("--only", nargs="+", default=None,
-                     choices=("step", "utilisation", "pipeline", "decode",
-                              "sharding", "memory", "quality"),
+                     choices=("step", "utilisation", "profile", "pipeline",
+                              "decode", "sharding", "memory", "quality"),
                      help="run only these benchmarks")
   bench.add_argument("--memory_sizes", nargs="+", default=None,
                      help="rerun benchmarks/planner_memory.py at these sizes "

@@ -12,8 +12,11 @@ from conftest import run_cli
 
 EXPECTED = [
     "step_overhead_primer_ez", "step_overhead_primer", "step_overhead_release_conv",
-    "utilisation_tiny",
-    "utilisation_small", "input_pipeline_tiny", "decode_primer_ez_tiny",
+    "utilisation_tiny", "utilisation_small", "utilisation_small_stock_layout",
+    "attention_layout_small",
+    *[f"profile_{part}_share_{arm}" for arm in ("transformer", "primer_ez")
+      for part in ("attention", "optimizer", "embedding_and_loss", "layout")],
+    "profile_dconv_share_primer_ez", "input_pipeline_tiny", "decode_primer_ez_tiny",
     "decode_incremental_speedup_tiny", "sharding_2x2_tiny", "memory_tiny",
     "memory_small", "memory_medium", "quality_primer_ez_tiny"]
 

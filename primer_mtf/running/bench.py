@@ -22,7 +22,9 @@ The figures:
   leaks across packed examples and is timed here only to price the mask).
 * ``utilisation_*``: model FLOPs a second (the planner's training FLOPs a step
   over the step time) over the peak FLOPs a second this TensorFlow reaches on a
-  large float32 matmul.
+  large float32 matmul. At small, the same with mesh-tensorflow's stock attention
+  layout, and ``attention_layout_small``: the step with the heads-major layout
+  this package installs over the stock one.
 * ``input_pipeline_*``: tokens a second the training input pipeline delivers (T5's
   ``mesh_train_dataset_fn`` on the embedded corpus's task, packed, batched as
   ``utils.run`` batches) over tokens a second a training step consumes.
@@ -31,6 +33,8 @@ The figures:
   against re-running the whole prefix for every new token.
 * ``sharding_*``: a step on ``batch:2,model:2`` (four virtual devices) over one
   device, same global batch.
+* ``profile_*``: where a training step's time goes, each part's share of the
+  summed op time of traced steps (``benchmarks/profile_step.py``).
 * ``memory_*``: the planner's memory estimate over measured peak RSS
   (``benchmarks/planner_memory.py``).
 * ``quality_*``: the recorded compute speedup of Primer-EZ over T5 (``primer-mtf
@@ -73,18 +77,23 @@ SETTINGS = {
         "decode": {"sizes": ["tiny"], "naive_size": "tiny", "batch": 4,
                    "prompt": 8, "new_tokens": 256, "bucket": 32},
         "sharding": ("tiny", 8, 128),
+        "profile": {"size": "tiny", "batch": 8, "length": 128, "traces": 2,
+                    "rounds": 3, "arms": ["transformer", "primer_ez"]},
         "warmup": 2, "rounds": 9, "steps": 2, "decode_rounds": 3, "traces": 2,
         "pipeline_batches": 20,
     },
     "full": {
-        "step": {"size": "small", "batch": 2, "length": 256, "models":
+        "step": {"size": "small", "batch": 8, "length": 512, "models":
                  ["transformer", "primer_ez", "primer"], "conv_forms": ["release"]},
-        "utilisation": [("tiny", 8, 128), ("small", 2, 256), ("medium", 1, 256)],
+        "utilisation": [("tiny", 8, 128), ("small", 8, 512), ("medium", 2, 512)],
         "matmul": 2048,
         "pipeline": [("tiny", 8, 128), ("small", 2, 256)],
         "decode": {"sizes": ["tiny", "small"], "naive_size": "tiny", "batch": 4,
                    "prompt": 8, "new_tokens": 256, "bucket": 32},
         "sharding": ("small", 2, 256),
+        "profile": {"size": "small", "batch": 8, "length": 512, "traces": 3,
+                    "rounds": 5, "arms": ["transformer", "primer_ez",
+                                          "primer_ez:release"]},
         "warmup": 2, "rounds": 11, "steps": 2, "decode_rounds": 5, "traces": 5,
         "pipeline_batches": 50,
     },
@@ -359,20 +368,41 @@ def step_flops(model, size, batch, length, mesh="cpu"):
   return plan["flops_per_step"]
 
 
+STOCK_LAYOUT = ["primer_mtf.heads_major_attention.enabled = False"]
+
+
 def utilisation(steps, s):
+  """Model FLOP/s over peak matmul FLOP/s; at small, also with mesh-tensorflow's
+  stock attention layout (layers/attention_layout.py), timed in the same rounds."""
   run_matmul, matmul_flops, session = matmul_peak(s["matmul"])
   figures, detail = [], {"matmul_n": s["matmul"]}
   for size, batch, length in s["utilisation"]:
-    step = steps.get("transformer", size, batch, length)
+    arms = {"step": steps.get("transformer", size, batch, length),
+            "matmul": run_matmul}
+    if size == "small":
+      arms["stock_layout"] = steps.get("transformer", size, batch, length,
+                                       gin_params=STOCK_LAYOUT)
     flops = step_flops("transformer", size, batch, length)
     log(f"timing utilisation at {size} against a {s['matmul']}^2 matmul")
     rounds = s["rounds"] if size != "medium" else 3
-    times = interleave({"step": step, "matmul": run_matmul}, rounds, 1)
+    times = interleave(arms, rounds, 1)
+    where = f"transformer {size}, {batch} x {length}"
     r = ratio(times, "step", "matmul",
               lambda t, m: (flops / t) / (matmul_flops / m))
+    target = size == "small" and length >= 512
     figures.append(figure(
         f"utilisation_{size}", f"model FLOP/s of a training step / peak matmul "
-        f"FLOP/s (transformer {size}, {batch} x {length})", r))
+        f"FLOP/s ({where})", r, target=">= 0.70" if target else None,
+        met=r["median"] >= 0.70 if target else None))
+    if "stock_layout" in arms:
+      figures.append(figure(
+          f"utilisation_{size}_stock_layout", "model FLOP/s / peak matmul FLOP/s "
+          f"with mesh-tensorflow's stock attention layout ({where})",
+          ratio(times, "stock_layout", "matmul",
+                lambda t, m: (flops / t) / (matmul_flops / m))))
+      figures.append(figure(
+          f"attention_layout_{size}", "training step time, heads-major attention "
+          f"/ stock layout ({where})", ratio(times, "step", "stock_layout")))
     detail[size] = {"flops_per_step": flops, "matmul_flops": matmul_flops,
                     "step": _summary(times, "step"),
                     "matmul": _summary(times, "matmul"),
@@ -608,6 +638,48 @@ def memory(out, run_sizes=None):
                                         if k != "train_log"} for r in rows]}
 
 
+# what the profile's figures add up, by arm: parts of benchmarks/profile_step.py
+PROFILE_SHARES = {
+    "attention": ("attention: projections", "attention: scores QK^T",
+                  "attention: weighted values AV", "attention: softmax",
+                  "attention: bias, masks, reshapes"),
+    "dconv": ("dconv",), "optimizer": ("optimizer",),
+    "embedding_and_loss": ("embedding and loss",)}
+
+
+def profile(out, s):
+  """Where a step's time goes (``benchmarks/profile_step.py``, run into
+  ``out/profile``): each part's share of the summed op time, by arm."""
+  cfg = s["profile"]
+  folder = os.path.join(out, "profile")
+  subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "profile_step.py"),
+                  "--size", cfg["size"], "--batch", str(cfg["batch"]), "--length",
+                  str(cfg["length"]), "--traces", str(cfg["traces"]), "--rounds",
+                  str(cfg["rounds"]), "--arms", *cfg["arms"], "--out", folder],
+                 check=True, env=dict(os.environ, PYTHONPATH=REPO),
+                 stdout=subprocess.DEVNULL)
+  with open(os.path.join(folder, "profile_step.json")) as f:
+    result = json.load(f)
+  where = f"{cfg['size']}, {cfg['batch']} x {cfg['length']}"
+  figures = []
+  for arm, table in result["arms"].items():
+    if ":" in arm:
+      continue
+    for name, parts in PROFILE_SHARES.items():
+      share = sum(table["parts"][p]["share"] for p in parts)
+      if share > 0:
+        figures.append(figure(
+            f"profile_{name}_share_{arm}", f"share of a training step's op time: "
+            f"{name.replace('_', ' ')} ({arm}, {where})", {"median": share,
+                                                            "rounds": cfg["traces"]}))
+    figures.append(figure(
+        f"profile_layout_share_{arm}", "share of a training step's op time: layout "
+        f"ops, transposes and reshapes ({arm}, {where})",
+        {"median": table["layout_share"], "rounds": cfg["traces"]}))
+  return figures, {"path": os.path.join(folder, "profile_step.json"),
+                   "settings": cfg}
+
+
 def quality():
   path = os.path.join(RECORDED, COMPARE_RECORD)
   with open(path) as f:
@@ -701,8 +773,8 @@ def plot(result, path):
   plt.close(fig)
 
 
-SECTIONS = ("step", "utilisation", "pipeline", "decode", "sharding", "memory",
-            "quality")
+SECTIONS = ("step", "utilisation", "profile", "pipeline", "decode", "sharding",
+            "memory", "quality")
 
 
 def run(quick=False, out="bench", only=None, memory_sizes=None, command=None):
@@ -733,6 +805,8 @@ def run(quick=False, out="bench", only=None, memory_sizes=None, command=None):
         figs, detail = decoding(s)
       elif name == "sharding":
         figs, detail = sharding(steps, s)
+      elif name == "profile":
+        figs, detail = profile(out, s)
       elif name == "memory":
         figs, detail = memory(out, memory_sizes)
       else:
