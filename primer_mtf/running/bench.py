@@ -84,7 +84,8 @@ SETTINGS = {
     },
     "full": {
         "step": {"size": "small", "batch": 8, "length": 512, "models":
-                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"]},
+                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"],
+                 "steps": 1},
         "utilisation": [("tiny", 8, 128), ("small", 8, 512), ("medium", 2, 512)],
         "matmul": 2048,
         "pipeline": [("tiny", 8, 128), ("small", 2, 256)],
@@ -300,7 +301,8 @@ def step_overhead(steps, s):
         "primer_ez", cfg["size"], cfg["batch"], cfg["length"],
         gin_params=[f"MDHA.conv_form = '{form}'"])
   log(f"timing training steps of {', '.join(arms)} ({s['rounds']} rounds)")
-  times = interleave({m: (lambda a=a: a(s["steps"])) for m, a in arms.items()},
+  n_steps = cfg.get("steps", s["steps"])
+  times = interleave({m: (lambda a=a: a(n_steps)) for m, a in arms.items()},
                      s["rounds"], s["warmup"])
   figures = []
   where = f"({cfg['size']}, {cfg['batch']} x {cfg['length']}, cpu)"
