@@ -27,7 +27,7 @@ EVAL_CONTEXT = types.SimpleNamespace(
     train=False, model=types.SimpleNamespace(layout=None, mesh_shape=None))
 
 
-def _run(q, k, v, bias, mesh_shape, layout, enabled=True):
+def _run(q, k, v, bias, mesh_shape, layout, enabled=True, bias_by_position=False):
   """heads_major_attention on a mesh; its output's mtf shape and value."""
   with tf.Graph().as_default():
     graph = mtf.Graph()
@@ -38,13 +38,17 @@ def _run(q, k, v, bias, mesh_shape, layout, enabled=True):
         ("memory_length", k.shape[1]))}
     shape = lambda *names: mtf.Shape([dims[n] for n in names])  # pylint: disable=unnecessary-lambda-assignment
     imp = lambda x, s: mtf.import_tf_tensor(mesh, tf.constant(x), s)  # pylint: disable=unnecessary-lambda-assignment
-    out = attention_layout.heads_major_attention(
-        imp(q, shape("batch", "length", "heads", "d_kv")),
-        imp(k, shape("batch", "memory_length", "heads", "d_kv")),
-        imp(v, shape("batch", "memory_length", "heads", "d_kv")),
-        dims["memory_length"], dims["d_kv"], dims["d_kv"],
-        bias=imp(bias, shape("heads", "length", "memory_length")), enabled=enabled,
-        context=EVAL_CONTEXT)
+    args = [imp(q, shape("batch", "length", "heads", "d_kv")),
+            imp(k, shape("batch", "memory_length", "heads", "d_kv")),
+            imp(v, shape("batch", "memory_length", "heads", "d_kv")),
+            dims["memory_length"], dims["d_kv"], dims["d_kv"]]
+    mtf_bias = imp(bias, shape("heads", "length", "memory_length"))
+    kwargs = {"enabled": enabled, "context": EVAL_CONTEXT}
+    if bias_by_position:   # as enc_dec_attention passes it
+      args.append(mtf_bias)
+    else:
+      kwargs["bias"] = mtf_bias
+    out = attention_layout.heads_major_attention(*args, **kwargs)
     mesh_shape = mtf.convert_to_shape(mesh_shape)
     impl = mtf.placement_mesh_impl.PlacementMeshImpl(
         mesh_shape, mtf.convert_to_layout_rules(layout), [""] * mesh_shape.size)
@@ -66,6 +70,8 @@ def test_heads_major_attention_equals_numpy_in_the_stock_order(mesh_shape, layou
                              atol=1e-6)
   _, stock = _run(q, k, v, bias, mesh_shape, layout, enabled=False)
   np.testing.assert_allclose(out, stock, rtol=1e-5, atol=1e-6)
+  _, by_position = _run(q, k, v, bias, mesh_shape, layout, bias_by_position=True)
+  np.testing.assert_allclose(by_position, out, rtol=1e-5, atol=1e-6)
 
 
 def test_the_query_is_moved_to_heads_major_and_decoding_queries_are_left_alone():

@@ -31,15 +31,17 @@ def heads_major_order(q_shape, k_shape, key_dim):
 
 
 @gin.configurable("heads_major_attention", module="primer_mtf")
-def heads_major_attention(q, k, v, memory_length_dim, key_dim, value_dim,
+def heads_major_attention(q, k, v, memory_length_dim, key_dim, value_dim, *args,
                           enabled=True, **kwargs):
   """``mtf_attention.attention`` computed in the heads-major order; returns the
-  stock shape, ``q.shape - key_dim + value_dim``."""
+  stock shape, ``q.shape - key_dim + value_dim``. Takes the stock arguments,
+  positional ones too (enc_dec_attention passes the bias by position)."""
   order = heads_major_order(q.shape, k.shape, key_dim)
   if not enabled or order == q.shape:   # incremental decoding: no length in q
-    return _STOCK_ATTENTION(q, k, v, memory_length_dim, key_dim, value_dim, **kwargs)
+    return _STOCK_ATTENTION(q, k, v, memory_length_dim, key_dim, value_dim, *args,
+                            **kwargs)
   out = _STOCK_ATTENTION(mtf.transpose(q, order), k, v, memory_length_dim, key_dim,
-                         value_dim, **kwargs)
+                         value_dim, *args, **kwargs)
   return mtf.transpose(out, q.shape - key_dim + value_dim)
 
 
