@@ -76,7 +76,8 @@ def summarise(width, seeds, summary):
   for group, g in summary["groups"].items():
     if group == summary["baseline"]:
       continue
-    row["models"][group] = {
+    # with one seed compare groups nothing: a group is a run, MODEL_seed0
+    row["models"][group.rsplit("_seed", 1)[0]] = {
         "final_speedup": g["speedup"], "reached": g["reached"],
         "final_loss": [r["final_loss"] for r in summary["runs"]
                        if r["group"] == group],

@@ -13,6 +13,8 @@ from primer_mtf.layers import attention_layout
 
 from mtf_harness import LM, VOCAB, configure
 
+pytestmark = pytest.mark.graph
+
 
 def _numpy_attention(q, k, v, bias):
   """q [b, l, h, d], k and v [b, m, h, d], bias [h, l, m] -> [b, l, h, d]."""
