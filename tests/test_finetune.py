@@ -303,8 +303,9 @@ def test_bad_finetuning_input_is_one_line_before_any_step(pretrained, tmp_path, 
 # Span corruption puts about a sixth of the tokens in the targets, so the
 # encoder-decoder needs several times the decoder-only LM's steps before its
 # pretraining shows in fine-tuning. Measured at 5e-3, accuracy at +100/+200/+300
-# steps: from 1,200 pretraining steps 12.0/16.0/28.25, from 4,800 steps
-# 19.25/24.5/32.75, from the random start 5.0/15.5/27.0.
+# steps: from 1,200 pretraining steps 12.0/16.0/28.25 against 5.0/15.5/27.0 from
+# the random start (unseeded data orders); from 4,800 steps 19.75/23.5/28.5
+# against 4.0/19.25/24.5, the data in one order (seed 1).
 LONG_ENCODER_DECODER_PRETRAIN_STEPS = 4800
 
 
