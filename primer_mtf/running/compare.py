@@ -129,7 +129,7 @@ def speedups_by_budget(curves):
                  for c in members]
         entry[axis] = _stats([base[axis] / cost if cost else None
                               for cost in costs])
-        entry["reached"] = sum(cost is not None for cost in costs)
+      entry["reached"] = sum(cost is not None for cost in costs)
       table[group].append(entry)
   return table
 
