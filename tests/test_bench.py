@@ -18,7 +18,10 @@ EXPECTED = [
       for part in ("attention", "optimizer", "embedding_and_loss", "layout")],
     "profile_dconv_share_primer_ez", "input_pipeline_tiny", "decode_primer_ez_tiny",
     "decode_incremental_speedup_tiny", "sharding_2x2_tiny", "memory_tiny",
-    "memory_small", "memory_medium", "quality_primer_ez_tiny"]
+    "memory_small", "memory_medium",
+    *[f"quality_{m}_tiny" for m in ("transformer_plusplus", "squared_relu", "mdha",
+                                    "primer_ez", "primer")],
+    "quality_primer_ez_d256", "quality_primer_ez_d384"]
 
 
 @pytest.mark.slow

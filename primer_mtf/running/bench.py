@@ -37,8 +37,9 @@ The figures:
   summed op time of traced steps (``benchmarks/profile_step.py``).
 * ``memory_*``: the planner's memory estimate over measured peak RSS
   (``benchmarks/planner_memory.py``).
-* ``quality_*``: the recorded compute speedup of Primer-EZ over T5 (``primer-mtf
-  compare --train``, 3 seeds), read from its committed record.
+* ``quality_*``: the recorded compute speedups over T5: six models at tiny
+  (``primer-mtf compare --train``, 3 seeds) and Primer-EZ at wider models
+  (``benchmarks/scaling.py``), read from their committed records.
 """
 
 import datetime
@@ -62,7 +63,11 @@ from primer_mtf import configs
 VOCAB_SIZE = 4096
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORDED = os.path.join(REPO, "benchmarks", "results")
-COMPARE_RECORD = "compare_tiny_transformer_primer_ez_3_seeds.json"
+COMPARE_RECORD = "compare_tiny_six_models_3_seeds.json"
+COMPARE_COMMAND = ("primer-mtf compare --train --models transformer transformer_plusplus "
+                   "squared_relu mdha primer_ez primer --seeds 3 --output "
+                   "bench/compare_tiny_six")
+SCALING_RECORD = "scaling_transformer_primer_ez.json"
 MEMORY_RECORD = "planner_memory_tiny_small_medium.json"
 
 # What each mode measures. Batches are small: the CPU is the limit, and each
@@ -683,21 +688,39 @@ def profile(out, s):
 
 
 def quality():
-  path = os.path.join(RECORDED, COMPARE_RECORD)
-  with open(path) as f:
+  """The recorded speedups: every model of the six-model comparison at tiny (3
+  seeds), and Primer-EZ's at each width of the scaling study."""
+  figures, detail = [], {"sources": [], "never_reached": []}
+
+  def add(key, what, stats):
+    if stats is None:
+      detail["never_reached"].append(key)
+      return
+    figures.append(figure(key, what, {"median": stats["mean"], "min": stats["min"],
+                                      "max": stats["max"], "std": stats["std"],
+                                      "rounds": stats["n"]}, source="recorded"))
+
+  with open(os.path.join(RECORDED, COMPARE_RECORD)) as f:
     summary = json.load(f)
-  stats = summary["groups"]["primer_ez"]["speedup"]["flops"]
-  return [figure(
-      "quality_primer_ez_tiny", "training FLOPs speedup to T5's final validation "
-      "loss, primer_ez over transformer (tiny, 300 steps, 3 seeds)",
-      {"median": stats["mean"], "min": stats["min"], "max": stats["max"],
-       "std": stats["std"], "rounds": stats["n"]}, source="recorded")], {
-           "source": os.path.relpath(path, REPO),
-           "command": "primer-mtf compare --train --models transformer primer_ez "
-                      "--seeds 3 --output bench/compare_tiny",
-           "full_command": "primer-mtf compare --train --models transformer "
-                           "transformer_plusplus squared_relu mdha primer_ez primer "
-                           "--seeds 3 --size small --output bench/compare_small"}
+  detail["sources"].append(os.path.join("benchmarks", "results", COMPARE_RECORD))
+  for group, g in summary["groups"].items():
+    if group != summary["baseline"]:
+      add(f"quality_{group}_tiny", "training FLOPs speedup to T5's final validation "
+          f"loss, {group} over transformer (tiny, 300 steps, {len(g['runs'])} seeds)",
+          g["speedup"]["flops"])
+  with open(os.path.join(RECORDED, SCALING_RECORD)) as f:
+    scaling = json.load(f)
+  detail["sources"].append(os.path.join("benchmarks", "results", SCALING_RECORD))
+  for row in scaling["widths"]:
+    for model, m in row["models"].items():
+      if row["d_model"] != 128:    # 128 is tiny, above
+        add(f"quality_{model}_d{row['d_model']}", "training FLOPs speedup to T5's "
+            f"final validation loss, {model} over transformer (d_model "
+            f"{row['d_model']}, 300 steps, {row['seeds']} seeds)",
+            m["final_speedup"]["flops"])
+  detail["commands"] = [summary.get("command") or COMPARE_COMMAND,
+                        scaling["command"]]
+  return figures, detail
 
 
 # ---------------------------------------------------------------- report
