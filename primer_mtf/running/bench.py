@@ -621,15 +621,18 @@ def sharding(steps, s):
 # ---------------------------------------------------------------- 6, 7. recorded
 
 
+def benchmark_script(name, *args, **kwargs):
+  """Runs ``benchmarks/NAME`` with this checkout on the Python path."""
+  subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", name), *args],
+                 check=True, env=dict(os.environ, PYTHONPATH=REPO), **kwargs)
+
+
 def memory(out, run_sizes=None):
   """Planner estimate / peak RSS: rerun ``benchmarks/planner_memory.py`` for
   ``run_sizes`` into ``out``, or read its committed record."""
   if run_sizes:
     folder = os.path.join(out, "planner_memory")
-    env = dict(os.environ, PYTHONPATH=REPO)
-    subprocess.run([sys.executable, os.path.join(REPO, "benchmarks",
-                                                 "planner_memory.py"),
-                    "--sizes", *run_sizes, "--out", folder], check=True, env=env)
+    benchmark_script("planner_memory.py", "--sizes", *run_sizes, "--out", folder)
     path, source = os.path.join(folder, "planner_memory.json"), "measured now"
   else:
     path, source = os.path.join(RECORDED, MEMORY_RECORD), "recorded"
@@ -659,12 +662,10 @@ def profile(out, s):
   ``out/profile``): each part's share of the summed op time, by arm."""
   cfg = s["profile"]
   folder = os.path.join(out, "profile")
-  subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "profile_step.py"),
-                  "--size", cfg["size"], "--batch", str(cfg["batch"]), "--length",
-                  str(cfg["length"]), "--traces", str(cfg["traces"]), "--rounds",
-                  str(cfg["rounds"]), "--arms", *cfg["arms"], "--out", folder],
-                 check=True, env=dict(os.environ, PYTHONPATH=REPO),
-                 stdout=subprocess.DEVNULL)
+  benchmark_script("profile_step.py", "--size", cfg["size"], "--batch",
+                   str(cfg["batch"]), "--length", str(cfg["length"]), "--traces",
+                   str(cfg["traces"]), "--rounds", str(cfg["rounds"]), "--arms",
+                   *cfg["arms"], "--out", folder, stdout=subprocess.DEVNULL)
   with open(os.path.join(folder, "profile_step.json")) as f:
     result = json.load(f)
   where = f"{cfg['size']}, {cfg['batch']} x {cfg['length']}"
@@ -718,8 +719,7 @@ def quality():
             f"final validation loss, {model} over transformer (d_model "
             f"{row['d_model']}, 300 steps, {row['seeds']} seeds)",
             m["final_speedup"]["flops"])
-  detail["commands"] = [summary.get("command") or COMPARE_COMMAND,
-                        scaling["command"]]
+  detail["commands"] = [COMPARE_COMMAND, scaling["command"]]
   return figures, detail
 
 
