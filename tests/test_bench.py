@@ -39,6 +39,9 @@ def test_bench_quick_writes_every_figure(tmp_path):
     assert f["value"] > 0, key
     if f["source"] == "measured now":
       assert math.isfinite(f["wall_clock_value"]), key
+    assert f["source"] in ("measured now", "recorded", "traced now"), key
+  assert all(figures[k]["source"] == "traced now" for k in figures
+             if k.startswith("profile_"))
   assert bench["command"].startswith("primer-mtf bench --quick")
   assert bench["mode"] == "quick" and bench["date"]
   assert bench["machine"]["cores"] >= 1 and bench["machine"]["cpu_model"]

@@ -657,6 +657,10 @@ PROFILE_SHARES = {
     "embedding_and_loss": ("embedding and loss",)}
 
 
+# shares of traced op time: measured now, with no wall-clock counterpart
+TRACED = "traced now"
+
+
 def profile(out, s):
   """Where a step's time goes (``benchmarks/profile_step.py``, run into
   ``out/profile``): each part's share of the summed op time, by arm."""
@@ -679,11 +683,12 @@ def profile(out, s):
         figures.append(figure(
             f"profile_{name}_share_{arm}", f"share of a training step's op time: "
             f"{name.replace('_', ' ')} ({arm}, {where})", {"median": share,
-                                                            "rounds": cfg["traces"]}))
+                                                            "rounds": cfg["traces"]},
+            source=TRACED))
     figures.append(figure(
         f"profile_layout_share_{arm}", "share of a training step's op time: layout "
         f"ops, transposes and reshapes ({arm}, {where})",
-        {"median": table["layout_share"], "rounds": cfg["traces"]}))
+        {"median": table["layout_share"], "rounds": cfg["traces"]}, source=TRACED))
   return figures, {"path": os.path.join(folder, "profile_step.json"),
                    "settings": cfg}
 
