@@ -10,7 +10,8 @@ tensors instead; nothing else changes (the same einsums, reductions and softmax)
 
 Measured side by side (``primer-mtf bench``'s ``attention_layout_small``,
 ``benchmarks/results/bench_utilisation_profile_small_8x512.json``): the vanilla
-transformer's training step at ``small`` with 8 x 512 tokens takes 0.89x the time. Every attention layer of the stack calls ``attention.attention`` through
+transformer's training step at ``small`` with 8 x 512 tokens takes 0.89x the time.
+Every attention layer of the stack calls ``attention.attention`` through
 ``SelfAttention.attention_fn``, the stock ones included, so :func:`install` puts
 the layout there once, for the baseline and Primer alike;
 ``primer_mtf.heads_major_attention.enabled = False`` restores the stock order.

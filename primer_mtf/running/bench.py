@@ -394,8 +394,10 @@ def utilisation(steps, s):
     rounds = s["rounds"] if size != "medium" else 3
     times = interleave(arms, rounds, 1)
     where = f"transformer {size}, {batch} x {length}"
-    r = ratio(times, "step", "matmul",
-              lambda t, m: (flops / t) / (matmul_flops / m))
+    def used(step_seconds, matmul_seconds, flops=flops):
+      return (flops / step_seconds) / (matmul_flops / matmul_seconds)
+
+    r = ratio(times, "step", "matmul", used)
     target = size == "small" and length >= 512
     figures.append(figure(
         f"utilisation_{size}", f"model FLOP/s of a training step / peak matmul "
@@ -405,8 +407,7 @@ def utilisation(steps, s):
       figures.append(figure(
           f"utilisation_{size}_stock_layout", "model FLOP/s / peak matmul FLOP/s "
           f"with mesh-tensorflow's stock attention layout ({where})",
-          ratio(times, "stock_layout", "matmul",
-                lambda t, m: (flops / t) / (matmul_flops / m))))
+          ratio(times, "stock_layout", "matmul", used)))
       figures.append(figure(
           f"attention_layout_{size}", "training step time, heads-major attention "
           f"/ stock layout ({where})", ratio(times, "step", "stock_layout")))
