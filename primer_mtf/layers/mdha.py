@@ -9,10 +9,12 @@ they are sharded with the projections and the convolution needs no communication
 
 Decoding. The convolution at position p reads the pre-conv projections at
 p-1 .. p-k+1. In ``first_part`` mode (the prompt) each of Q, K and V records those
-k-1 projections before the first decoded position as a state of shape
-[batch, dconv_window, heads, d_kv]; in ``incremental`` mode it reads the window,
-convolves, and records the window shifted by one. The states are recorded before
-SelfAttention's own K/V cache, in the same order in both modes.
+k-1 projections before the first decoded position as k-1 states of shape
+[batch, heads, d_kv], nearest first; in ``incremental`` mode it convolves with
+them and records [P[p], P[p-1], ..., P[p-k+2]]. One state a position keeps a
+decoded token's conv at k multiplies and k-1 adds, with no gather or shift,
+which matters where decoding is bound by the number of ops. The states are
+recorded before SelfAttention's own K/V cache, in the same order in both modes.
 """
 
 import gin
@@ -28,8 +30,6 @@ _DECODE_MODES = ("first_part", "incremental")
 
 def _select(x, index, dim):
   """x at ``index`` along ``dim`` (zeros where the index is out of range)."""
-  if isinstance(index, int):
-    index = mtf.constant(x.mesh, index, dtype=tf.int32)
   return mtf.einsum([x, mtf.one_hot(index, dim, dtype=x.dtype)],
                     output_shape=x.shape - dim)
 
@@ -197,9 +197,6 @@ class MDHA(transformer_layers.SelfAttention):
         fold_scaling_into_initializer=self.fold_scaling_into_initializer)
     return _SharedQKProjections(params, self, context)
 
-  def window_dim(self):
-    return mtf.Dimension("dconv_window", max(self.kernel_size - 1, 1))
-
   def convolve(self, context, projection, name, length_dim):
     """Causal, packing-aware depthwise conv of one projection along length_dim."""
     channel_dims = [d for d in projection.shape.dims
@@ -212,7 +209,7 @@ class MDHA(transformer_layers.SelfAttention):
     if context.mode == "incremental":
       return self._convolve_one_step(context, projection, taps)
     if context.mode == "first_part":
-      self._record_window(context, projection, length_dim)
+      self._record_previous_projections(context, projection, length_dim)
     if self.conv_form == "release":
       return dconv.release_style_conv(projection, taps, length_dim)
     return dconv.depthwise_conv(projection, taps, length_dim,
@@ -225,29 +222,17 @@ class MDHA(transformer_layers.SelfAttention):
       segment_ids = self.rename_length_to_memory_length(segment_ids, context)
     return segment_ids
 
-  def _record_window(self, context, projection, length_dim):
+  def _record_previous_projections(self, context, projection, length_dim):
     """State for decoding: projections at initial_position-1 .. -(k-1)."""
-    window_dim = self.window_dim()
-    window = 0
-    for j in range(self.kernel_size - 1):
-      before = _select(projection, context.initial_position - 1 - j, length_dim)
-      window += before * mtf.one_hot(mtf.constant(context.mesh, j, dtype=tf.int32),
-                                     window_dim, dtype=projection.dtype)
-    if self.kernel_size == 1:
-      window = mtf.zeros(context.mesh, mtf.Shape(
-          [window_dim] + (projection.shape - length_dim).dims), projection.dtype)
-    context.record_new_states([window])
+    context.record_new_states([
+        _select(projection, context.initial_position - s, length_dim)
+        for s in range(1, self.kernel_size)])
 
   def _convolve_one_step(self, context, projection, taps):
-    """One position: taps[0]*P[p] + sum_s taps[s]*P[p-s], P[p-s] from the window."""
-    window_dim = self.window_dim()
-    window, = context.get_states(1)
+    """One position: taps[0]*P[p] + sum_s taps[s]*P[p-s], P[p-s] from the states."""
+    before = context.get_states(self.kernel_size - 1)   # P[p-1], ..., P[p-k+1]
     y = projection * taps[0]
-    for s in range(1, self.kernel_size):
-      y += _select(window, s - 1, window_dim) * taps[s]
-    # window' = [P[p], P[p-1], ..., P[p-k+2]]
-    new_window = mtf.shift(window, offset=1, dim=window_dim, wrap=False) + (
-        projection * mtf.one_hot(mtf.constant(context.mesh, 0, dtype=tf.int32),
-                                 window_dim, dtype=projection.dtype))
-    context.record_new_states([new_window])
+    for previous, tap in zip(before, taps[1:]):
+      y += previous * tap
+    context.record_new_states([projection, *before[:-1]])
     return y

@@ -512,7 +512,7 @@ class Decoder:
 
   def incremental(self):
     """Reads the prompt, then decodes ``new_tokens`` one at a time with every
-    layer's decode state (K/V cache, MDHA's windows); EOS is never chosen, so
+    layer's decode state (K/V cache, MDHA's last k-1 projections); EOS is never chosen, so
     every row decodes all of them."""
     variable_dtype = mtf_utils.get_variable_dtype()
     new_tokens = self.new_tokens

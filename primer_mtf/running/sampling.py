@@ -6,7 +6,7 @@ mesh-tensorflow's ``utils.build_model`` and laid out on the run's mesh (or
 checkpoint's master variables are restored and copied to the slices. Decoding is
 mesh-tensorflow's ``Unitransformer.sample_autoregressive``: the prompt is read in
 one ``first_part`` pass, then one token a step in ``incremental`` mode, so every
-layer's decode states (SelfAttention's K/V cache, MDHA's convolution windows) are
+layer's decode states (SelfAttention's K/V cache, MDHA's last k-1 projections) are
 used. Temperature 0 is the argmax; otherwise Gumbel sampling at that
 temperature, from the ``top_k`` most likely tokens when set, with a graph seed.
 
