@@ -8,7 +8,7 @@ then puts the speedups against the model's training FLOPs a token, beside the
 paper's points, and the speedup at every shorter budget (the training-length
 axis) for each width. It writes ``scaling.json`` and ``scaling.png`` into --out.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --widths 128:3 256:2 384:1 \\
+    PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --widths 128:3 256:2 384:1 512:1 \\
         --reuse 128=bench/compare_tiny_six --out bench/scaling
 
 Width W has d_model W, heads of 64 (at least 4 heads: 4 x 32 at 128, which is
@@ -143,7 +143,8 @@ def plot(rows, path):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--widths", nargs="+", default=["128:3", "256:2", "384:1"],
+  parser.add_argument("--widths", nargs="+",
+                      default=["128:3", "256:2", "384:1", "512:1"],
                       help="d_model:seeds for each width")
   parser.add_argument("--models", nargs="+", default=["transformer", "primer_ez"],
                       help="the baseline first")
