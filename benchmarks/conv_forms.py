@@ -1,6 +1,7 @@
 """Times Primer-EZ's training step with each form of MDHA's convolution, side by side.
 
-The forms (``MDHA.conv_form``, see primer_mtf/layers/mdha.py): "pack_safe" (the
+The forms (``MDHA.conv_form``, see primer_mtf/layers/mdha.py): "pack_safe" (mtf's
+shift, multiply and add ops), "fused" (the same math as one XLA-compiled op, the
 default) and "release", the same taps without the packing mask, as the authors'
 release computed it (it leaks across packed examples). The records
 benchmarks/results/conv_forms_small_*.json were made at the commit that also had
@@ -21,7 +22,7 @@ import sys
 
 from primer_mtf.running import bench
 
-FORMS = ("pack_safe", "release")
+FORMS = ("pack_safe", "fused", "release")
 
 
 def main(argv=None):

@@ -75,7 +75,7 @@ def classify(mtf_graph):
         "assign"):
       part = "optimizer" if not isinstance(op, mtf.Variable) else "other"
     elif in_attention and (
-        isinstance(op, mtf.ShiftOperation) and "dconv_window" not in name
+        isinstance(op, mtf.ShiftOperation)
         or any("_dconv_tap" in v for v in variables)
         or (elementwise or isinstance(op, mtf.StackOperation))
         and any(i in conv_outputs for i in op.inputs)):
@@ -137,6 +137,28 @@ class Classifier:
     return part
 
 
+def xla_cluster_member(node, graph):
+  """For a node that runs an XLA cluster (``cluster_N/xla_run``, made by TF's JIT
+  from ops created in a ``jit_scope``, e.g. layers/fused_dconv.py), the name of a
+  graph op inside the cluster (a JIT-marked consumer of one of its inputs), which
+  places its time; None for other nodes that the graph optimisers made."""
+  if not node.node_name.startswith("cluster_"):
+    return None
+  arguments = node.timeline_label.partition("(")[2].rstrip(")").split(", ")
+  for argument in arguments:
+    try:
+      op = graph.get_operation_by_name(argument.split(":")[0].lstrip("^"))
+    except (KeyError, ValueError):
+      continue
+    for consumer in (c for t in op.outputs for c in t.consumers()):
+      try:
+        if consumer.get_attr("_XlaCompile"):
+          return consumer.name
+      except ValueError:
+        pass
+  return None
+
+
 def trace(step, classifier):
   """{(part, "compute"|"layout"): seconds} of one traced step, and its wall time."""
   options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
@@ -152,7 +174,10 @@ def trace(step, classifier):
       try:
         kind = step.graph.get_operation_by_name(name).type
       except (KeyError, ValueError):
-        continue
+        name = xla_cluster_member(node, step.graph)
+        if name is None:
+          continue
+        kind = "_XlaRun"
       part = classifier(name)
       key = (part, "layout" if kind in LAYOUT_OPS else "compute")
       out[key] = out.get(key, 0.0) + node.all_end_rel_micros * 1e-6
@@ -184,6 +209,7 @@ def main(argv=None):
     classifiers = {a: Classifier(s.mtf_graph) for a, s in arms.items()}
     for s in arms.values():
       s(2)   # warm up
+      s.session.run(s.train_op)   # and the traced fetch: XLA compiles per fetch set
     traces = {a: [] for a in arms}
     walls = {a: [] for a in arms}
     for _ in range(args.traces):

@@ -12,6 +12,7 @@ from conftest import run_cli
 
 EXPECTED = [
     "step_overhead_primer_ez", "step_overhead_primer", "step_overhead_release_conv",
+    "step_overhead_fused_conv",
     "utilisation_tiny", "utilisation_small", "utilisation_small_stock_layout",
     "attention_layout_small",
     *[f"profile_{part}_share_{arm}" for arm in ("transformer", "primer_ez")
@@ -21,7 +22,7 @@ EXPECTED = [
     "memory_small", "memory_medium",
     *[f"quality_{m}_tiny" for m in ("transformer_plusplus", "squared_relu", "mdha",
                                     "primer_ez", "primer")],
-    "quality_primer_ez_d256", "quality_primer_ez_d384"]
+    "quality_primer_ez_d256", "quality_primer_ez_d384", "quality_primer_ez_d512"]
 
 
 @pytest.mark.slow
@@ -46,9 +47,10 @@ def test_bench_quick_writes_every_figure(tmp_path):
   assert bench["mode"] == "quick" and bench["date"]
   assert bench["machine"]["cores"] >= 1 and bench["machine"]["cpu_model"]
   assert isinstance(bench["not_measured"], dict)
-  # the training steps stayed finite, the release-style conv's arm among them
+  # the training steps stayed finite, the release-style and unfused conv arms among them
   assert all(bench["details"]["step"]["losses_finite"].values())
-  assert "primer_ez[conv_form=release]" in bench["details"]["step"]["losses_finite"]
+  assert {"primer_ez[conv_form=release]", "primer_ez[conv_form=pack_safe]"} <= set(
+      bench["details"]["step"]["losses_finite"])
   assert all(bench["details"]["sharding"]["losses_finite"].values())
   table = (out / "bench.md").read_text()
   assert table.startswith("| figure |")

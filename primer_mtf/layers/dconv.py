@@ -42,7 +42,8 @@ def make_taps(mesh, name, channel_dims, kernel_size, dtype, causal=True):
       for i, value in enumerate(tap_initial_values(kernel_size, causal))]
 
 
-def _length_dim(x, length_dim):
+def length_dim_of(x, length_dim):
+  """The dimension of ``x`` named like ``length_dim`` (a Dimension or a name)."""
   name = length_dim if isinstance(length_dim, str) else length_dim.name
   dims = [d for d in x.shape.dims if d.name == name]
   if not dims:
@@ -55,7 +56,7 @@ def segment_masks(segment_ids, length_dim, kernel_size, dtype, causal=True):
   non-zero offsets, shaped like ``segment_ids``; None without packing."""
   if not isinstance(segment_ids, mtf.Tensor):
     return None
-  dim = _length_dim(segment_ids, length_dim)
+  dim = length_dim_of(segment_ids, length_dim)
   return {offset: mtf.cast(mtf.equal(segment_ids, mtf.shift(
       segment_ids, offset=offset, dim=dim, wrap=False)), dtype)
           for offset in offsets(kernel_size, causal) if offset != 0}
@@ -76,7 +77,7 @@ def depthwise_conv(x, taps, length_dim, segment_ids=None, causal=True):
   Returns:
     an mtf.Tensor shaped like ``x``.
   """
-  dim = _length_dim(x, length_dim)
+  dim = length_dim_of(x, length_dim)
   masks = segment_masks(segment_ids, dim, len(taps), x.dtype, causal)
   y = 0
   for offset, tap in zip(offsets(len(taps), causal), taps):
@@ -96,7 +97,7 @@ def release_style_conv(x, taps, length_dim):
   packed rows it LEAKS: the first k-1 tokens of a packed example read the last
   tokens of the one before it. For benchmarks and side-by-side quality runs only.
   """
-  dim = _length_dim(x, length_dim)
+  dim = length_dim_of(x, length_dim)
   y = x * taps[0]
   for tap in taps[1:]:
     x = mtf.shift(x, offset=1, dim=dim, wrap=False)

@@ -24,6 +24,7 @@ from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
 from primer_mtf.layers import dconv
+from primer_mtf.layers import fused_dconv
 
 _DECODE_MODES = ("first_part", "incremental")
 
@@ -145,24 +146,26 @@ class _SharedQKProjections(_ConvolvedProjections):
 class MDHA(transformer_layers.SelfAttention):
   """Self-attention with a causal depthwise convolution after Q, K and V."""
 
-  CONV_FORMS = ("pack_safe", "release")
+  CONV_FORMS = ("fused", "pack_safe", "release")
 
   def __init__(self, kernel_size=3, share_qk_rep=False, causal=True,
-               conv_form="pack_safe", **kwargs):
+               conv_form="fused", **kwargs):
     """Args:
       kernel_size: taps per channel (the paper's width is 3).
       share_qk_rep: Primer's shared Q/K representation (no W_K).
       causal: True for decoders; False centres the kernel on each token (k=3
         reads t-1, t, t+1), for encoder self-attention, which never decodes.
       conv_form: how the convolution runs over a whole sequence (decoding is
-        the same in both). "pack_safe": taps are masked at packed-example
-        boundaries. "release": the authors' release's form, the same taps with
-        no packing mask: it LEAKS across packed examples; for benchmarks
-        (``primer-mtf bench``'s step_overhead_release_conv) and side-by-side
-        quality runs only. Two exact alternatives to "pack_safe" (the masks
-        computed once a layer; Q, K and V as one stacked projection and conv)
-        were measured no cheaper on CPU and removed
-        (benchmarks/results/conv_forms_small_*.json).
+        the same in all). "fused": the pack-safe conv as one mtf op whose forward
+        and backward passes are each one XLA cluster a device slice
+        (layers/fused_dconv.py). "pack_safe": the same math from mtf's shift,
+        multiply and add ops (layers/dconv.py). "release": the authors'
+        release's form, the same taps with no packing mask: it LEAKS across
+        packed examples; for benchmarks (``primer-mtf bench``'s
+        step_overhead_release_conv) and side-by-side quality runs only. Two
+        other exact forms (the masks computed once a layer; Q, K and V as one
+        stacked projection and conv) were measured no cheaper on CPU and
+        removed (benchmarks/results/conv_forms_small_*.json).
       **kwargs: SelfAttention's arguments.
     """
     super().__init__(**kwargs)
@@ -212,8 +215,10 @@ class MDHA(transformer_layers.SelfAttention):
       self._record_previous_projections(context, projection, length_dim)
     if self.conv_form == "release":
       return dconv.release_style_conv(projection, taps, length_dim)
-    return dconv.depthwise_conv(projection, taps, length_dim,
-                                self.segment_ids(context, length_dim), self.causal)
+    conv = (fused_dconv.fused_depthwise_conv if self.conv_form == "fused"
+            else dconv.depthwise_conv)
+    return conv(projection, taps, length_dim, self.segment_ids(context, length_dim),
+                self.causal)
 
   def segment_ids(self, context, length_dim):
     """Packed-example ids along ``length_dim``; taps never cross them."""

@@ -20,6 +20,9 @@ The figures:
   with this code's pack-safe convolution over Primer-EZ with the release-style
   convolution (``MDHA.conv_form = "release"``: the same taps, no packing mask; it
   leaks across packed examples and is timed here only to price the mask).
+* ``step_overhead_fused_conv``: Primer-EZ's step with the XLA-fused conv (the
+  default, ``layers/fused_dconv.py``) over the same conv from mtf's shift,
+  multiply and add ops (``MDHA.conv_form = "pack_safe"``).
 * ``utilisation_*``: model FLOPs a second (the planner's training FLOPs a step
   over the step time) over the peak FLOPs a second this TensorFlow reaches on a
   large float32 matmul. At small, the same with mesh-tensorflow's stock attention
@@ -75,7 +78,8 @@ MEMORY_RECORD = "planner_memory_tiny_small_medium.json"
 SETTINGS = {
     "quick": {
         "step": {"size": "tiny", "batch": 8, "length": 128, "models":
-                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"]},
+                 ["transformer", "primer_ez", "primer"],
+                 "conv_forms": ["release", "pack_safe"]},
         "utilisation": [("tiny", 8, 128), ("small", 2, 128)],
         "matmul": 1024,
         "pipeline": [("tiny", 8, 128)],
@@ -89,8 +93,8 @@ SETTINGS = {
     },
     "full": {
         "step": {"size": "small", "batch": 8, "length": 512, "models":
-                 ["transformer", "primer_ez", "primer"], "conv_forms": ["release"],
-                 "steps": 1},
+                 ["transformer", "primer_ez", "primer"],
+                 "conv_forms": ["release", "pack_safe"], "steps": 1},
         "utilisation": [("tiny", 8, 128), ("small", 8, 512), ("medium", 2, 512)],
         "matmul": 2048,
         "pipeline": [("tiny", 8, 128), ("small", 2, 256)],
@@ -320,8 +324,13 @@ def step_overhead(steps, s):
   if "release" in cfg.get("conv_forms", ()):
     figures.append(figure(
         "step_overhead_release_conv", "training step time, primer_ez with the "
-        "pack-safe conv / with the release-style conv (no packing mask, leaks) "
+        "pack-safe conv (fused) / with the release-style conv (no packing mask, leaks) "
         f"{where}", ratio(times, "primer_ez", conv_form_arm("release"))))
+  if "pack_safe" in cfg.get("conv_forms", ()):
+    figures.append(figure(
+        "step_overhead_fused_conv", "training step time, primer_ez with the "
+        "XLA-fused conv / with the same conv from mtf's shift, multiply and add ops "
+        f"{where}", ratio(times, "primer_ez", conv_form_arm("pack_safe"))))
   # where the extra time goes: traced steps, interleaved; for each op type the
   # least time it took over the traces (contention from other jobs only adds)
   traces = {m: [] for m in arms}
