@@ -24,6 +24,10 @@ NOISE = re.compile(
     rb"|This TensorFlow binary is optimized to use available CPU instructions"
     rb"|To enable the following instructions: .* rebuild TensorFlow"
     rb"|oneDNN custom operations are on"
+    # XLA's CPU JIT (layers/fused_dconv.py) on every compiled cluster's first run
+    rb"|SetPriority unimplemented for this stream"
+    rb"|Compiled cluster using XLA!"
+    rb"|All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|^step, tf_loss\["
     # seqio's advice for in-memory sources; ours shuffle documents themselves
     rb"|Using an uncached FunctionDataset for training is not recommended")
