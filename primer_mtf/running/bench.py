@@ -324,8 +324,8 @@ def step_overhead(steps, s):
   if "release" in cfg.get("conv_forms", ()):
     figures.append(figure(
         "step_overhead_release_conv", "training step time, primer_ez with the "
-        "pack-safe conv (fused) / with the release-style conv (no packing mask, leaks) "
-        f"{where}", ratio(times, "primer_ez", conv_form_arm("release"))))
+        "pack-safe conv (fused) / with the release-style conv (no packing mask, "
+        f"leaks) {where}", ratio(times, "primer_ez", conv_form_arm("release"))))
   if "pack_safe" in cfg.get("conv_forms", ()):
     figures.append(figure(
         "step_overhead_fused_conv", "training step time, primer_ez with the "
@@ -521,8 +521,8 @@ class Decoder:
 
   def incremental(self):
     """Reads the prompt, then decodes ``new_tokens`` one at a time with every
-    layer's decode state (K/V cache, MDHA's last k-1 projections); EOS is never chosen, so
-    every row decodes all of them."""
+    layer's decode state (K/V cache, MDHA's last k-1 projections); EOS is never
+    chosen, so every row decodes all of them."""
     variable_dtype = mtf_utils.get_variable_dtype()
     new_tokens = self.new_tokens
 
