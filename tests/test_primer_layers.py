@@ -222,6 +222,23 @@ def test_greedy_decoding_equals_teacher_forced_argmax(model, mesh, with_prompt,
     np.testing.assert_array_equal(ids[row, n:], argmax[row, n:], err_msg=f"row {row}")
 
 
+@pytest.mark.parametrize("kernel_size", [1, 2, 4])
+def test_greedy_decoding_equals_teacher_forced_argmax_at_other_widths(kernel_size):
+  """k-1 decode states (none at k=1), read and rotated at every step."""
+  configure("primer_ez", ["Unitransformer.shared_embedding_and_softmax_weights = False",
+                          f"MDHA.kernel_size = {kernel_size}"])
+  prompts = np.zeros((4, 12), np.int32)
+  prompt_lengths = [0, 1, 3, 5]
+  rng = np.random.RandomState(5)
+  for row, n in enumerate(prompt_lengths):
+    prompts[row, :n] = rng.randint(2, VOCAB, n)
+  ids, argmax = LM("", seed=1, random_scale=1.0).greedy_and_teacher_forced(prompts)
+  decoded = np.concatenate([ids[row, n:] for row, n in enumerate(prompt_lengths)])
+  assert len(set(decoded)) >= 2, ids
+  for row, n in enumerate(prompt_lengths):
+    np.testing.assert_array_equal(ids[row, n:], argmax[row, n:], err_msg=f"row {row}")
+
+
 # Switch: mesh-tensorflow's MoE routes each group of tokens on its own, and makes
 # as many groups as the batch dimension's mesh size at least; a group size of half
 # the batch's tokens gives both meshes the same two groups. The 2x2 mesh splits

@@ -239,5 +239,5 @@ class MDHA(transformer_layers.SelfAttention):
     y = projection * taps[0]
     for previous, tap in zip(before, taps[1:]):
       y += previous * tap
-    context.record_new_states([projection, *before[:-1]])
+    context.record_new_states([projection, *before][:len(before)])   # none at k=1
     return y
