@@ -171,3 +171,91 @@ def test_the_speedup_at_every_shorter_budget_follows_the_curves():
     assert entry["reached"] == 1
   early, late = table["fading"][4], table["fading"][-1]      # steps 50 and 1000
   assert early["steps"]["mean"] > 2.0 > 1.2 > late["steps"]["mean"] > 0.9
+
+
+def _entries(means, spread=0.03, start=100, every=100):
+  """By-budget entries with the given mean FLOPs speedups, each seed range
+  ``spread`` wide (a float, or one a budget)."""
+  spreads = spread if isinstance(spread, list) else [spread] * len(means)
+  return [{"budget_steps": start + i * every,
+           "flops": {"mean": m, "min": m - w / 2, "max": m + w / 2, "std": w / 2,
+                     "n": 3}} for i, (m, w) in enumerate(zip(means, spreads))]
+
+
+def test_the_shape_of_a_closing_lead():
+  """The issue's curve: a peak at 300 steps, then a steady fall."""
+  s = compare.shape(_entries([1.07, 1.56, 1.57, 1.53, 1.47, 1.36, 1.28, 1.23, 1.17]))
+  assert (s["peak"], s["peak_step"]) == (1.57, 300)
+  assert (s["final"], s["final_step"]) == (1.17, 900)
+  assert s["final_range"] == pytest.approx([1.155, 1.185])
+  assert s["last_steps"] == [700, 800, 900]
+  # least squares over (700, 1.28), (800, 1.23), (900, 1.17): -0.00055 a step
+  assert s["slope_per_1000_steps"] == pytest.approx(-0.55)
+  # the last three span 0.11, wider than the seeds' 0.03 (so the floor, 0.05)
+  assert s["settled_tolerance"] == pytest.approx(0.05)
+  assert s["settled"] is False and s["closing"] is True
+  summary = {"baseline": "t5", "split": "validation", "target_loss": 4.0,
+             "groups": {"ez": {"runs": ["a", "b", "c"], "reached": 3,
+                               "speedup": {"flops": None, "steps": None,
+                                           "seconds": None}}},
+             "shape": {"ez": s}}
+  lines = compare.format_summary(summary)
+  assert lines[-2] == ("[compare] ez by budget: peak 1.57x at 300 steps, final 1.17x "
+                       "at 900; trend -0.55 per 1,000 steps over steps 700, 800, 900; "
+                       "not settled (last 3 within 0.05)")
+  assert lines[-1] == ("[compare] ez: the lead is closing: 1.57x at 300 steps, "
+                       "1.17x at 900")
+
+
+def test_a_settled_curve_within_the_seeds_spread():
+  """The last three means span 0.02, inside the widest seed range there (0.08)."""
+  s = compare.shape(_entries([1.3, 1.5, 1.4, 1.20, 1.22, 1.21],
+                             spread=[0.02, 0.02, 0.02, 0.02, 0.08, 0.04]))
+  assert (s["peak"], s["peak_step"], s["final"], s["final_step"]) == (1.5, 200, 1.21, 600)
+  # (400, 1.20), (500, 1.22), (600, 1.21): slope 0.00005 a step
+  assert s["slope_per_1000_steps"] == pytest.approx(0.05)
+  assert s["settled_tolerance"] == pytest.approx(0.08)
+  assert s["settled"] is True and s["closing"] is True
+
+
+def test_a_lead_that_holds_is_not_closing_and_unreached_budgets_are_skipped():
+  entries = _entries([1.4, 1.45, 1.5, 1.48, 1.47])
+  entries.insert(0, {"budget_steps": 50, "flops": None})
+  s = compare.shape(entries)
+  assert (s["peak"], s["peak_step"]) == (1.5, 300)
+  assert s["final"] == 1.47 and s["closing"] is False      # 0.03 below the peak
+  assert s["settled"] is True                              # 0.03 <= 0.05
+  assert s["slope_per_1000_steps"] == pytest.approx(-0.15)
+  assert compare.shape([{"budget_steps": 100, "flops": None}]) is None
+  summary = {"baseline": "t5", "split": "validation", "target_loss": 4.0,
+             "groups": {"ez": {"runs": ["a"], "reached": 1,
+                               "speedup": {"flops": None, "steps": None,
+                                           "seconds": None}}},
+             "shape": {"ez": s}}
+  assert not any("closing" in line for line in compare.format_summary(summary))
+  # too few budgets for a trend: never settled
+  two = compare.shape(_entries([1.4, 1.41]))
+  assert two["settled"] is False and two["slope_per_1000_steps"] == pytest.approx(0.1)
+
+
+def test_speedups_record_each_runs_by_budget_curve_and_the_shape():
+  """Two runs of a fading lead (factor 1 + 2 e^(-s/200) and + 3 e^(-s/200)):
+  each run's by-budget speedup is kept, the mean is theirs, and the shape sees
+  the lead close."""
+  base = _curve("t5", 1.0, 1e3, group="t5")
+  steps = list(range(0, 1001, 10))
+  fading = [compare.Curve(f"ez_{a}", "ez", steps, [
+      _power_law((1.0 + a * math.exp(-s / 200)) * s * 1e3) for s in steps], 1e3)
+            for a in (2.0, 3.0)]
+  summary = compare.speedups([base] + fading)
+  for entry in summary["by_budget"]["ez"]:
+    runs_here = [v for v in entry["per_run"] if v is not None]
+    assert len(entry["per_run"]) == 2
+    if len(runs_here) == 2:
+      assert entry["flops"]["mean"] == pytest.approx(sum(runs_here) / 2)
+      assert entry["per_run"][1] > entry["per_run"][0]     # the larger lead
+  s = summary["shape"]["ez"]
+  assert s["final_step"] == 1000 and s["peak_step"] < 200
+  assert s["peak"] > 2.0 > 1.2 > s["final"] and s["closing"] is True
+  assert s["slope_per_1000_steps"] < 0
+  assert summary["settled_rule"] == compare.SETTLED_RULE

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import corpus
+from primer_mtf.data import pydocs
 from primer_mtf.data import tasks
 from primer_mtf.errors import UsageError
 
@@ -214,3 +215,35 @@ def test_long_documents_are_cut_under_sentencepieces_limit_not_dropped():
   assert pieces[0] == "short"
   assert all(len(p.encode("utf-8")) <= 65536 for p in pieces)
   assert " ".join(pieces[1:-2]) == words and "".join(pieces[-2:]) == unbroken
+
+
+def test_pydocs_is_the_installed_python_documentation_with_no_download():
+  """The second corpus: the language-reference topics first, then a document of
+  docstrings a module; several MB; named like kjv, keyed by its content."""
+  docs = corpus.documents("pydocs")
+  assert docs[0].startswith('The "assert" statement')     # topics, sorted by name
+  assert len(docs) > 800 and sum(map(len, docs)) > 3_000_000
+  assert any(d.startswith("Record of phased-in incompatible language changes")
+             for d in docs)                                # __future__'s docstring
+  assert all(pydocs._keep(ch) for d in docs[:200] for ch in d)
+  assert len(corpus.split(docs, "validation")) == len(docs) // 20
+  resolved = corpus.resolve("pydocs")
+  assert corpus.canonical_name("pydocs") == resolved.name == "pydocs"
+  assert resolved.key == "pydocs_" + corpus.fingerprint(docs)
+  assert corpus.documents("pydocs") == docs                 # the same every time
+
+
+def test_pydocs_reads_a_modules_docstrings_in_source_order(tmp_path):
+  (tmp_path / "tests").mkdir()
+  (tmp_path / "tests" / "t.py").write_text('"""Left out: a test folder."""\n')
+  (tmp_path / "bad.py").write_text("def (:\n")
+  (tmp_path / "m.py").write_text(
+      '"""The module.\n\n    Indented\n    text."""\n'
+      'class A:\n  """A class \u2603 with a snowman."""\n'
+      '  def f(self):\n    """A method."""\n'
+      'def g():\n  pass\n'
+      'def h():\n  """Last."""\n')
+  assert [os.path.basename(p) for p in pydocs.python_files(str(tmp_path))] == [
+      "bad.py", "m.py"]
+  assert pydocs.docstring_documents(str(tmp_path)) == [
+      "The module.\n\nIndented\ntext.\n\nA class  with a snowman.\n\nA method.\n\nLast."]
