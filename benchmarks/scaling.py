@@ -39,11 +39,12 @@ compare resumes finished runs at no cost).
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)   # this checkout's primer_mtf, here and in the runs
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 TOKENS_PER_STEP = 16 * 128
 SCHEDULES = {"rsqrt": [],
              "decay": ["include 'schedules/decay_to_budget.gin'"]}
@@ -70,24 +71,24 @@ def width_params(width):
 
 
 def run_width(width, seeds, models, folder, reuse=None, train_steps=None,
-              corpus="kjv", evaluations=10, schedule="rsqrt"):
+              corpus="kjv", evaluations=10, schedule="rsqrt", jobs=1):
   """Trains (or resumes) and compares one width's runs; its compare summary."""
+  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
   os.makedirs(folder, exist_ok=True)
   if reuse and not os.path.exists(os.path.join(folder, "runs")):
     os.symlink(os.path.abspath(os.path.join(reuse, "runs")),
                os.path.join(folder, "runs"))
-  command = [sys.executable, "-m", "primer_mtf", "compare", "--train", "--models",
-             *models, "--seeds", str(seeds), "--size", "tiny", "--output", folder,
-             "--corpus", corpus, "--evaluations", str(evaluations)]
-  if train_steps:
-    command += ["--train_steps", str(train_steps)]
-  for p in width_params(width) + SCHEDULES[schedule]:
-    command += ["--gin_param", p]
-  print(f"[scaling] d_model {width}: {' '.join(command[1:])}", file=sys.stderr,
-        flush=True)
-  subprocess.run(command, check=True, cwd=REPO)
-  with open(os.path.join(folder, "compare.json")) as f:
-    return json.load(f)
+  params = width_params(width) + SCHEDULES[schedule]
+  print(f"[scaling] {corpus} d_model {width}: compare --train --models "
+        f"{' '.join(models)} --seeds {seeds} --corpus {corpus} --train_steps "
+        f"{train_steps} --evaluations {evaluations} --output {folder} "
+        + " ".join(f"--gin_param {p!r}" for p in params), file=sys.stderr, flush=True)
+  summary, _, _ = compare.train_and_compare(
+      models, seeds, folder, corpus=corpus, train_steps=train_steps,
+      evaluations=evaluations, gin_params=params, jobs=jobs)
+  for line in compare.format_summary(summary):
+    print(line, flush=True)
+  return summary
 
 
 def finished_runs(folder, models, train_steps):
@@ -119,14 +120,13 @@ def compare_finished(width, folder, models, train_steps):
   if not seeds:
     print(f"[scaling] {folder}: no seed finished yet", file=sys.stderr)
     return None, []
-  command = [sys.executable, "-m", "primer_mtf", "compare", *dirs, "--output", folder]
-  if len(seeds) > 1:
-    command.append("--group")
-  print(f"[scaling] d_model {width}: {' '.join(command[1:])}", file=sys.stderr,
-        flush=True)
-  subprocess.run(command, check=True, cwd=REPO)
-  with open(os.path.join(folder, "compare.json")) as f:
-    return json.load(f), seeds
+  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  print(f"[scaling] d_model {width}: compare {' '.join(dirs)} --output {folder}"
+        + (" --group" if len(seeds) > 1 else ""), file=sys.stderr, flush=True)
+  summary, _, _ = compare.compare(dirs, folder, group_by_model=len(seeds) > 1)
+  for line in compare.format_summary(summary):
+    print(line, flush=True)
+  return summary, seeds
 
 
 def summarise(width, seeds, summary):
@@ -253,6 +253,8 @@ def main(argv=None):
   parser.add_argument("--evaluations", type=int, default=10,
                       help="checkpoints evaluated a run: the by-budget points")
   parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="rsqrt")
+  parser.add_argument("--jobs", type=int, default=1,
+                      help="a seed's models trained this many at a time")
   parser.add_argument("--summarise_only", action="store_true",
                       help="train nothing: record the seeds finished so far")
   parser.add_argument("--out", default="bench/scaling")
@@ -278,7 +280,7 @@ def main(argv=None):
       else:
         summary = run_width(width, seeds, args.models, folder,
                             reuse.get(str(width)), args.train_steps, corpus,
-                            args.evaluations, args.schedule)
+                            args.evaluations, args.schedule, args.jobs)
         rows.append(summarise(width, list(range(seeds)), summary))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scaling.json"), "w") as f:

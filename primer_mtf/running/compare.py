@@ -419,13 +419,16 @@ def shape_lines(group, s):
 
 
 def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kjv",
-                      train_steps=None, evaluations=10, gin_params=(), objective=None):
+                      train_steps=None, evaluations=10, gin_params=(), objective=None,
+                      jobs=1):
   """Trains each model with each seed on the same data and budget, evaluates
   every run and compares them (grouped by model when seeds > 1).
 
   Seed k sets the training data order (``mesh_train_dataset_fn.seed``) for every
   model alike. Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and
   evaluates only checkpoints not evaluated yet, so it costs nothing once done.
+  With ``jobs`` > 1 a seed's models train that many at a time, so a seed's pair
+  is done together (a long study reads its seeds as they finish).
   """
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -440,13 +443,19 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
     raise UsageError(f"size {size!r} sets no train steps; give --train_steps")
   every = max(steps // evaluations, 1)
   model_dirs, total = [], seeds * len(models)
+  command = [sys.executable, "-m", "primer_mtf"]
+
+  def failed(args, model_dir):
+    return UsageError(f"`primer-mtf {args[0]}` of {model_dir} failed (its error "
+                      "is above); fix it and rerun: finished runs are kept")
+
   for seed in range(seeds):
+    pending = []
     for model in models:
       model_dir = os.path.join(output, "runs", f"{model}_seed{seed}")
       model_dirs.append(model_dir)
       print(f"[compare] {len(model_dirs)}/{total}: {model}, seed {seed} -> {model_dir}",
             file=sys.stderr, flush=True)
-      command = [sys.executable, "-m", "primer_mtf"]
       train = ["train", "--model_dir", model_dir, "--model", model, "--size", size,
                "--mesh", mesh, "--corpus", corpus, "--train_steps", str(steps),
                "--gin_param", f"mesh_train_dataset_fn.seed = {1234 + seed}",
@@ -455,8 +464,16 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
         train += ["--objective", objective]
       for p in gin_params:
         train += ["--gin_param", p]
-      for args in (train, ["eval", "--model_dir", model_dir]):
+      pending.append((model_dir, train))
+    if jobs > 1:   # a seed's models side by side, then their evaluations
+      for start in range(0, len(pending), jobs):
+        batch = [(d, subprocess.Popen(command + t)) for d, t in pending[start:start + jobs]]
+        for (model_dir, process), (_, train) in zip(batch, pending[start:start + jobs]):
+          if process.wait():
+            raise failed(train, model_dir)
+      pending = [(d, None) for d, _ in pending]
+    for model_dir, train in pending:
+      for args in ([train] if train else []) + [["eval", "--model_dir", model_dir]]:
         if subprocess.run(command + args, check=False).returncode:
-          raise UsageError(f"`primer-mtf {args[0]}` of {model_dir} failed (its "
-                           "error is above); fix it and rerun: finished runs are kept")
+          raise failed(args, model_dir)
   return compare(model_dirs, output, group_by_model=seeds > 1)
