@@ -214,9 +214,11 @@ def plot_by_budget(ax, rows, models):
                 if e.get("per_run") and k < len(e["per_run"]) and e["per_run"][k]]
         ax.plot([p[0] for p in seed], [p[1] for p in seed], "-", color=color,
                 linewidth=0.8, alpha=0.35)
+      n = len(r["seeds"]) if isinstance(r["seeds"], list) else r["seeds"]
       ax.plot(tokens, [e["flops"]["mean"] for e in entries], markers[j % 4] + "-",
               color=color, markersize=3, linewidth=2,
-              label=f"{m}, d_model {r['d_model']} ({len(r['seeds']) if isinstance(r['seeds'], list) else r['seeds']} seeds: mean, each thin)")
+              label=f"{m}, d_model {r['d_model']} (" + (
+                  f"{n} seeds: mean, each seed thin)" if n > 1 else "1 seed)"))
   ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
   ax.set_xlabel("training tokens of vanilla T5 (its loss there is the target)")
   ax.set_ylabel("speedup in training FLOPs")
@@ -228,9 +230,11 @@ def plot_by_budget(ax, rows, models):
 def record(corpus, rows, args, argv, partial):
   """The JSON record of one corpus: the setting, the criterion, every width."""
   from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  budgets = sorted({e["budget_steps"] for r in rows for v in r["models"].values()
+                    for e in v["by_budget"]})
   return {"command": "benchmarks/scaling.py " + " ".join(argv),
           "corpus": corpus, "train_steps": args.train_steps,
-          "evaluations": args.evaluations, "schedule": args.schedule,
+          "budgets_steps": budgets, "schedule": args.schedule,
           "schedule_gin_param": SCHEDULES[args.schedule],
           "tokens_per_step": TOKENS_PER_STEP,
           "past_transient_criterion": compare.SETTLED_RULE,
