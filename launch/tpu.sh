@@ -177,6 +177,7 @@ if [ "$finetuning" = 1 ]; then
   run_params=("text2text_task.task = \"$task\""
               "utils.run.init_checkpoint = \"$init_checkpoint\""
               "utils.run.train_steps = $((pretrained_step + finetune_steps))"
+              "utils.run.seen_data_init_step = $pretrained_step"
               "${gin_params[@]+"${gin_params[@]}"}")
 fi
 

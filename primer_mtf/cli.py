@@ -66,6 +66,42 @@ def parser():
                           "document, the default), lm_as_released (the "
                           "release's 65,536-token chunks, no separators) or, for "
                           "bi/* models, span_corruption (T5's)")
+  train.add_argument("--seed", type=int, default=None,
+                     help="fixes the weights' initial values and the data order "
+                          "(default 1234): the same seed and flags give the same "
+                          "checkpoints")
+  train.add_argument("--cache", default=None, metavar="DIR",
+                     help="read the pre-tokenized cache that `primer-mtf cache` "
+                          "built in DIR instead of tokenizing while training "
+                          "(needed on multi-host TPU slices)")
+  cache = sub.add_parser("cache", help="pre-tokenize a task with seqio's Beam job "
+                         "(DirectRunner here, Dataflow for C4), for --cache")
+  cache.add_argument("--output", required=True, metavar="DIR",
+                     help="the cache folder (a bucket path for Dataflow)")
+  _add_corpus_flags(cache)
+  cache.add_argument("--objective", default="packed_lm",
+                     help="gin/objectives/NAME.gin, as train's --objective")
+  cache.add_argument("--task", default=None,
+                     help="cache this fine-tuning task (as finetune's --task) on "
+                          "the corpus's vocabulary instead of the LM task")
+  cache.add_argument("--gin_param", action="append", default=[])
+  cache.add_argument("--runner", default="direct", choices=["direct", "dataflow"],
+                     help="direct: Beam's DirectRunner on this machine; dataflow: "
+                          "Google Cloud Dataflow (needs the Dataflow venv, see "
+                          "the README)")
+  cache.add_argument("--min_shards", type=_positive_int, default=64)
+  cache.add_argument("--overwrite", action="store_true",
+                     help="build again over a complete cache of the task")
+  cache.add_argument("--project", default=None, help="Dataflow: the GCP project")
+  cache.add_argument("--region", default=None, help="Dataflow: e.g. us-central2")
+  cache.add_argument("--temp_location", default=None,
+                     help="Dataflow: gs://BUCKET/dataflow/tmp")
+  cache.add_argument("--max_num_workers", type=_positive_int, default=None)
+  cache.add_argument("--worker_image", default=None,
+                     help="Dataflow: the workers' container image, built from "
+                          "launch/dataflow/Dockerfile")
+  cache.add_argument("--dry_run", action="store_true",
+                     help="print the task and the Beam options; run nothing")
   ev = sub.add_parser("eval", help="perplexity eval of every checkpoint of a run")
   ev.add_argument("--model_dir", required=True)
   ev.add_argument("--split", default="validation")
@@ -148,7 +184,7 @@ def parser():
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
   vocab.add_argument("--output", default=None, help="write the model here")
-  for command in (train, ev, plan, ft, cmp, vocab, smp, scr, bench):
+  for command in (train, cache, ev, plan, ft, cmp, vocab, smp, scr, bench):
     command.add_argument("-v", "--verbose", action="store_true",
                          help="show everything TensorFlow and mesh-tensorflow log")
   return top
@@ -168,8 +204,16 @@ def train(args):
     gin_param.append(f"utils.run.train_steps = {args.train_steps}")
   record = runs.make_record(args.model, args.size, args.mesh, args.corpus,
                             args.vocab_size, args.vocabulary, args.tfds_data_dir,
-                            args.gin_file, gin_param, args.objective)
+                            args.gin_file, gin_param, args.objective,
+                            runs.DEFAULT_SEED if args.seed is None else args.seed,
+                            args.cache)
   runs.train(args.model_dir, record)
+  return 0
+
+
+def cache(args):
+  from primer_mtf.running import caching  # pylint: disable=g-import-not-at-top
+  caching.cache(args)
   return 0
 
 
@@ -355,7 +399,7 @@ def main(argv=None):
   _set_verbosity(args.verbose)
   try:
     return {"train": train, "eval": evaluate, "plan": plan, "compare": compare,
-            "finetune": finetune, "bench": bench,
+            "finetune": finetune, "bench": bench, "cache": cache,
             "vocab": vocab, "sample": sample, "score": score}[args.command](args)
   except UsageError as e:
     print(f"primer-mtf: error: {str(e).splitlines()[0]}", file=sys.stderr)

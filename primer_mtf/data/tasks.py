@@ -72,6 +72,10 @@ OBJECTIVES = {
     ), True),
 }
 ENCODER_DECODER_OBJECTIVES = ("span_corruption",)
+# gin/objectives/NAME.gin (the --objective flag) -> corpus_task.objective
+OBJECTIVE_FILES = {"packed_lm": "eos_per_document",
+                   "lm_as_released": "chunks_as_released",
+                   "span_corruption": "span_corruption"}
 SPAN_CORRUPTION_DENSITY, SPAN_CORRUPTION_MEAN_LENGTH = 0.15, 3.0   # T5's defaults
 
 
@@ -94,10 +98,14 @@ def lm_objective(name):
 
 
 def lm_preprocessors(text_key, objective_name="eos_per_document"):
+  """Tokenization, seqio's cache point, then the objective: a cache (see
+  :mod:`primer_mtf.data.cache`) holds tokenized documents, and everything that
+  depends on the sequence length or a seed runs after it, as in T5's tasks."""
   token_preprocessors, _ = lm_objective(objective_name)
   return [
       functools.partial(t5_preprocessors.rekey, key_map={"targets": text_key}),
       seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
       *token_preprocessors,
   ]
 
@@ -110,7 +118,7 @@ def trained_vocabulary(corpus, vocab_size, cache_dir=None):
 @gin.configurable("corpus_task", module="primer_mtf")
 def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
                 cache_dir=None, tfds_data_dir=None, extra_ids=0,
-                objective="eos_per_document"):
+                objective="eos_per_document", data_cache=None):
   """Registers (once) and names the LM task of a corpus.
 
   Args:
@@ -123,6 +131,9 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
     tfds_data_dir: TFDS data directory for the TFDS corpora.
     extra_ids: sentinel ids added after the pieces (T5's vocabulary has 100).
     objective: a name in :data:`OBJECTIVES`.
+    data_cache: a folder of pre-tokenized caches (``primer-mtf cache``); the
+      task's cache there must be complete and built with this vocabulary. Read
+      it with ``mesh_train_dataset_fn.use_cached = True``.
 
   Returns:
     the registered task name.
@@ -162,4 +173,17 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
         preprocessors=lm_preprocessors(resolved.text_field, objective),
         output_features=features,
         metric_fns=[])
+  if data_cache:
+    from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+    cache_lib.check(data_cache, name, build_hint(
+        corpus, vocab_size, vocabulary, objective, data_cache))
+    cache_lib.use(data_cache)
   return name
+
+
+def build_hint(corpus, vocab_size, vocabulary, objective, data_cache):
+  """The ``primer-mtf cache`` command that builds a task's cache."""
+  names = {v: k for k, v in OBJECTIVE_FILES.items()}
+  hint = f"primer-mtf cache --corpus {corpus} --output {data_cache}"
+  hint += f" --vocabulary {vocabulary}" if vocabulary else f" --vocab_size {vocab_size}"
+  return hint + f" --objective {names.get(objective, objective)}"

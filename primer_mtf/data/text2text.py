@@ -198,6 +198,7 @@ def register(value, vocabulary):
     seqio.TaskRegistry.add(
         name, source=_source(examples),
         preprocessors=[seqio.preprocessors.tokenize,
+                       seqio.CacheDatasetPlaceholder(),
                        seqio.preprocessors.append_eos_after_trim],
         output_features={"inputs": feature(), "targets": feature()},
         metric_fns=[METRICS[metric]])

@@ -99,6 +99,8 @@ def bindings(record, fmt, length):
   out = [f"text2text_task.task = {record['task']!r}",
          f"utils.run.init_checkpoint = {record['checkpoint']!r}",
          f"utils.run.train_steps = {record['pretrained_step'] + steps}",
+         # a resume skips only the fine-tuning batches already trained on
+         f"utils.run.seen_data_init_step = {record['pretrained_step']}",
          f"utils.run.sequence_length = {lengths!r}",
          f"constant_learning_rate.learning_rate = {record['learning_rate']!r}"]
   if fmt != ENCODER_DECODER_FORMAT:

@@ -6,6 +6,8 @@ objectives, so the CLI and ``t5_mesh_transformer`` both report progress. It adds
 session hook to the estimator and otherwise leaves training to mesh-tensorflow.
 """
 
+import copy
+import hashlib
 import json
 import os
 import sys
@@ -115,12 +117,20 @@ class _EstimatorWithHooks:
                             "ensemble_inputs"])
 def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
                         train_dataset_fn, train_steps, ensemble_inputs,
-                        every_n_steps=10, **kwargs):
+                        every_n_steps=10, seed=None, **kwargs):
   """``utils.train_model`` with a :class:`ProgressHook`, the divergence guard
   (:mod:`primer_mtf.running.divergence`) and the graph in the first events file
   only (:mod:`primer_mtf.running.events`). Tokens are the padded
   positions a step reads: the targets of a decoder-only LM; the inputs and the
-  targets of encoder-decoders and of delimited LMs (one sequence of both)."""
+  targets of encoder-decoders and of delimited LMs (one sequence of both).
+
+  ``seed`` is the graph-level seed (the estimator's ``tf_random_seed``), so the
+  weights start the same in every run with the same seed. The objectives bind
+  mesh-tensorflow's own ``utils.run.skip_seen_data = True``: a resumed run's
+  input skips the batches of the steps already trained, so the batch at step
+  k+1 after a resume from step k is the one an uninterrupted run reads there (a
+  fine-tuning run sets ``utils.run.seen_data_init_step`` to its pretrained
+  step)."""
   read = (["inputs", "targets"] if configs.query("utils.run.model_type") in (
       "bitransformer", "delimited_lm") else ["targets"])
   tokens_per_step = batch_size * sum(sequence_length[k] for k in read)
@@ -129,7 +139,46 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
   guarded = _EstimatorWithHooks(
       estimator, [divergence.NonFiniteLossHook(estimator.model_dir), hook],
       [divergence.FiniteWeightsBeforeSave(estimator.model_dir)])
+  if seed is not None:
+    seeded_initial_weights(estimator, seed)
+  seen = _checkpoint_step(estimator.model_dir) - kwargs.get("seen_data_init_step", 0)
+  if kwargs.get("skip_seen_data") and seen > 0:
+    print(f"[train] skipping the {seen:,} batches already trained on, so the run "
+          "continues its data stream", file=sys.stderr, flush=True)
   with events.graph_written_once(estimator.model_dir):
     mtf_utils.train_model(guarded, vocabulary,
                           sequence_length, batch_size, train_dataset_fn,
                           train_steps, ensemble_inputs, **kwargs)
+
+
+def seeded_initial_weights(estimator, seed):
+  """Makes every weight's initial value a function of ``seed`` and its name.
+
+  The estimator's graph seed alone does not do it: TF derives each op's seed
+  from the number of ops built before it, which the input pipeline changes from
+  run to run. So the model_fn builds its variables under a custom getter that
+  gives each random initializer the op seed hash(seed, variable name). (mtf's
+  ``get_estimator`` takes no seed, hence the two private attributes.)"""
+  # pylint: disable=protected-access
+  estimator._config = estimator.config.replace(tf_random_seed=seed)
+  model_fn = estimator._model_fn
+
+  def seeded_getter(getter, name, *args, **kwargs):
+    initializer = kwargs.get("initializer")
+    if getattr(initializer, "seed", 0) is None:
+      initializer = copy.copy(initializer)
+      digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+      initializer.seed = int.from_bytes(digest[:4], "little")
+      kwargs["initializer"] = initializer
+    return getter(name, *args, **kwargs)
+
+  def seeded_model_fn(features, labels, mode, config, params):
+    with tf.variable_scope(tf.get_variable_scope(), custom_getter=seeded_getter):
+      return model_fn(features, labels, mode, config, params)
+
+  estimator._model_fn = seeded_model_fn
+
+
+def _checkpoint_step(model_dir):
+  path = tf.train.latest_checkpoint(model_dir)
+  return int(path.rsplit("-", 1)[1]) if path else 0

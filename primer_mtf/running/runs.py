@@ -21,21 +21,33 @@ from primer_mtf.planning import model_graph
 RUN_RECORD = "primer_mtf_run.json"
 # Settings that define the model and data; a resumed run must not change them.
 IDENTITY = ("model", "size", "objective", "corpus", "vocab_size", "vocabulary",
-            "gin_file")
+            "gin_file", "seed", "cached")
+# The seed of weight initialisation and data order when --seed is not given (the
+# data seed every run had before --seed existed).
+DEFAULT_SEED = 1234
 # Records written before a setting existed had its default.
-_DEFAULTS = {"objective": configs.OBJECTIVE}
+_DEFAULTS = {"objective": configs.OBJECTIVE, "seed": DEFAULT_SEED, "cache": None}
 
 
 def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
                 tfds_data_dir=None, gin_file=(), gin_param=(),
-                objective=configs.OBJECTIVE):
+                objective=configs.OBJECTIVE, seed=DEFAULT_SEED, cache=None):
   """The record of a run: every flag that chose its gin files and bindings."""
   return {"model": model, "size": size, "mesh": mesh, "objective": objective,
           "corpus": corpus_lib.canonical_name(corpus),
           "vocab_size": vocab_size, "vocabulary": vocabulary,
           "tfds_data_dir": tfds_data_dir,
           "gin_file": [os.path.abspath(configs.locate(f)) for f in gin_file],
-          "gin_param": list(gin_param)}
+          "gin_param": list(gin_param), "seed": seed,
+          "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)}
+
+
+def _identity(record, key):
+  """A record's value of an IDENTITY key; ``cached``: whether it reads a cache
+  (the folder may move, but a cached stream is another order of the data)."""
+  if key == "cached":
+    return bool(record.get("cache"))
+  return record.get(key)
 
 
 def read(model_dir):
@@ -88,12 +100,12 @@ def check_resume(model_dir, record):
     check_no_foreign_checkpoints(model_dir)
     return False
   old = {**_DEFAULTS, **old}
-  changed = [k for k in IDENTITY if old.get(k) != record.get(k)]
+  changed = [k for k in IDENTITY if _identity(old, k) != _identity(record, k)]
   if changed:
     k = changed[0]
-    raise UsageError(f"{model_dir} holds a run with {k}={old.get(k)!r}, not "
-                     f"{record.get(k)!r}; resume it with the same settings or use "
-                     "a new --model_dir")
+    raise UsageError(f"{model_dir} holds a run with {k}={_identity(old, k)!r}, not "
+                     f"{_identity(record, k)!r}; resume it with the same settings "
+                     "or use a new --model_dir")
   return True
 
 
@@ -106,7 +118,21 @@ def corpus_bindings(record):
     bindings.append(f"corpus_task.vocabulary = {path!r}")
   if record.get("tfds_data_dir"):
     bindings.append(f"corpus_task.tfds_data_dir = {record['tfds_data_dir']!r}")
-  return bindings
+  return bindings + seed_bindings(record.get("seed", DEFAULT_SEED)) + cache_bindings(
+      record.get("cache"))
+
+
+def seed_bindings(seed):
+  """``--seed``: the data order and the weights' initial values."""
+  return [f"mesh_train_dataset_fn.seed = {seed}", f"train_with_progress.seed = {seed}"]
+
+
+def cache_bindings(cache):
+  """``--cache DIR``: training and eval read the pre-tokenized cache in DIR."""
+  if not cache:
+    return []
+  return [f"corpus_task.data_cache = {cache!r}", "mesh_train_dataset_fn.use_cached = True",
+          "mesh_eval_dataset_fn.use_cached = True"]
 
 
 def parse(record, extra_params=()):
