@@ -35,6 +35,11 @@ case "$tensorflow" in
     sees_system=true ;;
   *) die "--tensorflow is registry (the venv's own) or system (the interpreter's, on a TPU VM)" ;;
 esac
+if [ ! -x "$venv/bin/python" ] && ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+  # Debian and Ubuntu images (TPU VMs among them) ship python3 without ensurepip
+  version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  die "$python cannot make a venv (no ensurepip); install python$version-venv (sudo apt-get install -y python$version-venv) and run again"
+fi
 if [ -x "$venv/bin/python" ]; then
   grep -qx "include-system-site-packages = $sees_system" "$venv/pyvenv.cfg" ||
     die "$venv was made for another --tensorflow; remove it and run again"
@@ -50,6 +55,7 @@ if [ "$sees_system" = true ]; then
   run_to "$lock" sed '/^tensorflow==/d' requirements.lock
 fi
 # Exact pins, no resolution: the lock file is the whole environment.
+[ "$dry_run" = 1 ] || echo "installing the pinned stack into $venv (a few minutes on a fresh machine)"
 run_cmd "$venv/bin/python" -m pip install --quiet --no-deps -r "$lock"
 run_cmd rm -rf build   # setuptools would copy modules that were moved or removed since
 run_cmd "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .

@@ -27,13 +27,20 @@
 #             finetune, eval decodes the validation split and scores it with the
 #             task's metric (gin/eval/decode.gin) instead of perplexity; so does
 #             eval alone given the fine-tuning run's --task and --init_checkpoint.
+#   cache     pre-tokenize the corpus for this objective and vocabulary into --cache
+#             with seqio's cache job on Google Cloud Dataflow (primer-mtf cache
+#             --runner dataflow, from this machine; needs --dataflow_image), once per
+#             corpus, objective and vocabulary, before training on a multi-host slice
 #   delete    delete the slice
 #   run       create,install,train,eval,delete
 # Other flags: --objective (a file of gin/objectives/, default packed_lm), --corpus
 # (default c4), --tfds_data_dir (default gs://BUCKET/tfds), --train_steps N,
 # --vocabulary gs://.../spm.model (default gin/vocabularies/t5.gin: T5's, as the
 # paper), --runtime IMAGE, --accelerator TYPE (must be the mesh's), --gin_param
-# BINDING (repeatable).
+# BINDING (repeatable), --cache gs://... (the pre-tokenized cache that train and eval
+# read; default gs://BUCKET/cache on a multi-host slice, whose TPU host cannot
+# tokenize, and none on one host; --cache none tokenizes while training),
+# --dataflow_image IMAGE (the cache job's workers, launch/dataflow/Dockerfile).
 # --dry_run prints the exact commands and runs nothing. The (model, size, mesh) plan
 # is checked first, so a layout that does not divide or fit stops here, before
 # anything is created.
@@ -67,23 +74,24 @@ cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-usage="use create, install, train, eval, finetune, delete or run (several joined by commas)"
+usage="use cache, create, install, train, eval, finetune, delete or run (several joined by commas)"
 [ $# -ge 1 ] || die "give a command: $usage"
 IFS=, read -r -a given <<< "$1"; shift
 commands=()
 for c in "${given[@]}"; do
   case "$c" in
-    create|install|train|eval|finetune|delete) commands+=("$c") ;;
+    cache|create|install|train|eval|finetune|delete) commands+=("$c") ;;
     run) commands+=(create install train eval delete) ;;
     *) die "unknown command '$c'; $usage" ;;
   esac
 done
 model=primer size="" mesh="" bucket="" run="" corpus=c4 tfds_data_dir="" train_steps=""
 vocabulary="" objective=packed_lm accelerator="" name="" zone="" project="" runtime=""
-init_checkpoint="" checkpoints=all task="" format="" finetune_steps=262144
+init_checkpoint="" checkpoints=all task="" format="" finetune_steps=262144 cache=""
+dataflow_image=""
 parse_flags model size mesh bucket run corpus tfds_data_dir train_steps vocabulary \
   objective accelerator name zone project runtime init_checkpoint checkpoints task \
-  format finetune_steps -- "$@"
+  format finetune_steps cache dataflow_image -- "$@"
 
 [ -n "$name" ] || die "--name NAME (the TPU VM) is required"
 [ -n "$zone" ] || die "--zone ZONE is required"
@@ -138,6 +146,11 @@ check_runtime "$topology" "$runtime"
 multi_host=0
 if slice_is_multi_host "$topology"; then multi_host=1; fi
 model_dir="$bucket/runs/${run:-${model}_${size}}"
+# A multi-host slice runs the input pipeline on worker 0's TPU host, which has no
+# SentencePiece op (T5's issue #965): it reads a pre-tokenized cache by default.
+if [ -z "$cache" ] && [ "$multi_host" = 1 ]; then cache="$bucket/cache"; fi
+[ "$cache" != none ] || cache=""
+case "$cache" in ""|gs://?*) ;; *) die "--cache must be a gs:// path (every worker reads it) or none" ;; esac
 archive="${TMPDIR:-/tmp}/primer-mtf-$name.tar.gz"
 
 tpu_vm() {  # SUBCOMMAND ARG...: gcloud's flags follow the subcommand, or it refuses
@@ -165,6 +178,10 @@ if [ -n "$vocabulary" ]; then
   run_params+=("corpus_task.vocabulary = \"$vocabulary\"")
 fi
 [ -z "$train_steps" ] || run_params+=("utils.run.train_steps = $train_steps")
+if [ -n "$cache" ]; then
+  run_params+=("corpus_task.data_cache = \"$cache\"" "mesh_train_dataset_fn.use_cached = True"
+               "mesh_eval_dataset_fn.use_cached = True")
+fi
 run_params+=("${gin_params[@]+"${gin_params[@]}"}")
 
 # A run's gin files and bindings: pretraining, or T5's fine-tuning recipe (the
@@ -223,6 +240,17 @@ for c in "${commands[@]}"; do
         --project "$project"
       tpu_vm create "$name" --accelerator-type "$topology" --version "$runtime" ;;
     install) ship ;;
+    cache)
+      [ -n "$cache" ] || die "cache needs --cache gs://... (the default on a multi-host slice)"
+      [ -n "$dataflow_image" ] ||
+        die "cache needs --dataflow_image: the workers' image, built from launch/dataflow/Dockerfile"
+      cache_flags=(--corpus "$corpus" --objective "$objective" --output "$cache"
+                   --tfds_data_dir "$tfds_data_dir" --runner dataflow --project "$project"
+                   --region "${zone%-*}" --temp_location "$bucket/dataflow/tmp"
+                   --worker_image "$dataflow_image")
+      if [ -n "$vocabulary" ]; then cache_flags+=(--vocabulary "$vocabulary")
+      else cache_flags+=(--gin_param "include 'vocabularies/t5.gin'"); fi
+      run_cmd "${PRIMER_MTF_VENV:-.venv}/bin/primer-mtf" cache "${cache_flags[@]}" ;;
     train) on_client ;;
     eval)
       if [ "$checkpoints" = all ]; then step='"all"'; else step=None; fi

@@ -75,6 +75,11 @@ DRY_RUNS = {
     "continuous eval": ("tpu.sh", *_tpu_args("eval", "small", "v3_8", "--checkpoints",
                                              "continuous")),
     "recipe": ("recipes/c4_lm.sh", *TPU_FLAGS[:-2], "--dry_run"),
+    "recipe, both primers": ("recipes/lm1b_lm.sh", *TPU_FLAGS[:-2], "--primer", "both",
+                             "--dry_run"),
+    "cache": ("tpu.sh", *_tpu_args("cache", "xl", "v4_32_mp4", "--dataflow_image",
+                                   "us-docker.pkg.dev/my-project/images/cache")),
+    "one host": ("tpu.sh", *_tpu_args("train", "small", "v3_8")),
     "gpu": ("gpu.sh", "train", "--mesh", "gpu_a100_8_mp4", "--size", "large",
             "--model_dir", "/runs/large", "--dry_run"),
     "local": ("local.sh", "--model_dir", "/tmp/run", "--dry_run"),
@@ -135,6 +140,11 @@ def test_run_is_one_sequence_with_one_training_client(dry_runs):
       assert "--gin_file=objectives/packed_lm.gin" in remote
       assert "--gin_file=vocabularies/t5.gin" in remote
       assert f"--model_dir=gs://my-bucket/runs/primer_{size}" in remote
+      # the TPU host cannot tokenize: a multi-host slice reads the cache
+      for binding in ('corpus_task.data_cache = "gs://my-bucket/cache"',
+                      "mesh_train_dataset_fn.use_cached = True",
+                      "mesh_eval_dataset_fn.use_cached = True"):
+        assert f"--gin_param={binding}" in shlex.split(remote), binding
     assert "eval/perplexity.gin" not in _remote(train)
     assert "--gin_file=eval/perplexity.gin" in _remote(evaluate)
     assert '--gin_param=utils.run.eval_checkpoint_step = "all"' in \
@@ -446,8 +456,9 @@ def test_paper_recipe_defaults_to_the_papers_size_steps_and_microbatches(dry_run
   remotes = [shlex.split(_remote(argv)) for argv in clients]
   models = [re.search(r"--gin_file=models/(\w+)\.gin", " ".join(r)).group(1)
             for r in remotes]
+  # Primer as the release ran it, the one that reproduces the release's numbers
   assert models == [m for m in ("transformer", "transformer_plusplus", "primer_ez",
-                                "primer") for _ in (0, 1)]
+                                "primer_as_released") for _ in (0, 1)]
   for i, remote in enumerate(remotes):
     _assert_one_host_client(_remote(clients[i]))
     assert ("--gin_file=eval/perplexity.gin" in remote) == (i % 2 == 1)
@@ -461,8 +472,33 @@ def test_paper_recipe_defaults_to_the_papers_size_steps_and_microbatches(dry_run
       assert arg in remote, (arg, remote)
 
 
+@graph
+def test_paper_recipe_can_train_both_primers_under_their_own_names(dry_runs):
+  remotes = [_remote(a) for a in _argvs(dry_runs["recipe, both primers"])
+             if "--worker=0" in a]
+  runs = [re.search(r"--model_dir=(\S+)", r).group(1) for r in remotes[::2]]
+  assert runs[-2:] == ["gs://my-bucket/runs/paper_lm1b_small_primer_as_released",
+                       "gs://my-bucket/runs/paper_lm1b_small_primer"]
+
+
+@graph
+def test_the_cache_step_submits_seqios_job_to_dataflow(dry_runs):
+  """tpu.sh cache prints the Dataflow job for the run's corpus, objective and
+  vocabulary; a one-host slice tokenizes while training (its host has the op)."""
+  (cache,) = _argvs(dry_runs["cache"])
+  assert cache[:3] == [".venv/bin/primer-mtf", "cache", "--corpus"]
+  flags = dict(zip(cache[2::2], cache[3::2]))
+  assert flags["--runner"] == "dataflow" and flags["--output"] == "gs://my-bucket/cache"
+  assert flags["--region"] == "us-central2" and flags["--corpus"] == "c4"
+  assert flags["--temp_location"] == "gs://my-bucket/dataflow/tmp"
+  assert flags["--gin_param"] == "include 'vocabularies/t5.gin'"
+  (train,) = [a for a in _argvs(dry_runs["one host"]) if "--worker=0" in a]
+  assert "use_cached" not in _remote(train) and "data_cache" not in _remote(train)
+
+
 @pytest.mark.parametrize("args, message", [
     (("--corpus", "wiki"), "--corpus is one of the paper's"),
+    (("--corpus", "lm1b", "--primer", "latest"), "--primer is as_released"),
     (("--corpus", "lm1b", "--size", "xl"), "--mesh MESH is required for --size xl"),
 ])
 def test_paper_recipe_refusals(args, message):
@@ -479,6 +515,24 @@ def test_install_dry_runs():
   assert "pip install --quiet --no-deps -r requirements.lock" in registry.stdout
   bad = launch("install.sh", "--tensorflow", "tpu")
   assert bad.returncode == 2 and "--tensorflow is registry" in bad.stderr
+
+
+def test_install_says_which_package_makes_venvs_before_creating_anything(tmp_path):
+  """Debian's python3 without python3.X-venv has no ensurepip."""
+  fake = tmp_path / "python3"
+  fake.write_text(f"""#!/bin/bash
+  for a in "$@"; do case "$a" in *ensurepip*) exit 1 ;; esac; done
+  exec {sys.executable} "$@"
+  """.replace("\n  ", "\n"))
+  fake.chmod(0o755)
+  venv = tmp_path / "venv"
+  result = subprocess.run(["bash", os.path.join(REPO, "launch", "install.sh")],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(ENV, PYTHON=str(fake), PRIMER_MTF_VENV=str(venv)))
+  version = "%d.%d" % sys.version_info[:2]
+  assert result.returncode == 2 and not venv.exists()
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and f"python{version}-venv" in lines[0], result.stderr
 
 
 @pytest.mark.parametrize("script, args", [

@@ -8,7 +8,7 @@
 #
 #   launch/recipes/paper_lm.sh --corpus c4|c4_v301|lm1b|pg19 --name NAME --zone ZONE \
 #       --project PROJECT --bucket gs://BUCKET [--size SIZE] [--mesh MESH] \
-#       [--train_steps N] [--dry_run]
+#       [--train_steps N] [--primer as_released|design|both] [--dry_run]
 #
 # Defaults are the release's (its README and gin files):
 #   --size      the paper's size for the corpus: lm1b small, c4 large, pg19 medium
@@ -21,6 +21,11 @@
 #               The planner counts activations at that microbatch, so tpu.sh's plan
 #               check stops a run where even 8,192 tokens do not fit; a smaller one
 #               is --gin_param with that binding (yours come after the recipe's).
+#   --primer    as_released (default): Primer as the authors' release ran it
+#               (gin/models/primer_as_released.gin: its conv, and the pre/post norm
+#               that never took effect there), which is what reproduces the release's
+#               numbers; design: the paper's design (gin/models/primer.gin); both:
+#               the two, under their own run names
 # c4 is c4/en:3.1.0, which the pinned TFDS builds; c4_v301 is the paper's 3.0.1, read
 # from prepared files. The wrappers c4_lm.sh, lm1b_lm.sh and pg19_lm.sh fix --corpus.
 #
@@ -35,10 +40,16 @@ cd "$(dirname "$0")/../.."
 source launch/common.sh
 
 # shellcheck disable=SC2034  # the flags are read back through ${!flag}
-size="" mesh="" corpus="" name="" zone="" project="" bucket="" train_steps="" tfds_data_dir="" vocabulary="" accelerator="" runtime=""
+size="" mesh="" corpus="" name="" zone="" project="" bucket="" train_steps="" tfds_data_dir="" vocabulary="" accelerator="" runtime="" primer=as_released
 flags=(size mesh corpus name zone project bucket train_steps tfds_data_dir vocabulary
        accelerator runtime)
-parse_flags "${flags[@]}" -- "$@"
+parse_flags "${flags[@]}" primer -- "$@"
+case "$primer" in
+  as_released) primers=(primer_as_released) ;;
+  design) primers=(primer) ;;
+  both) primers=(primer_as_released primer) ;;
+  *) die "--primer is as_released (the release's Primer, the default), design (the paper's) or both" ;;
+esac
 
 case "$corpus" in
   lm1b) size="${size:-small}" ;;
@@ -62,7 +73,7 @@ done
 forward+=(--gin_param "utils.serialize_num_microbatches.tokens_per_microbatch_per_replica = 8192")
 for p in "${gin_params[@]+"${gin_params[@]}"}"; do forward+=(--gin_param "$p"); done
 
-models=(transformer transformer_plusplus primer_ez primer)
+models=(transformer transformer_plusplus primer_ez "${primers[@]}")
 tpu() {  # COMMANDS MODEL: one tpu.sh call for one model's run
   bash launch/tpu.sh "$1" --model "$2" --run "paper_${corpus}_${size}_$2" "${forward[@]}" "${@:3}"
 }
