@@ -300,7 +300,8 @@ def main(argv=None):
               f"FLOPs a token, {r['final_step']} steps): {m} " +
               (f"{s['mean']:.2f}x ({s['min']:.2f}-{s['max']:.2f}, n={s['n']})"
                if s else "never reached") +
-              (f"; peak {shape['peak']:.2f}x at {shape['peak_step']} steps, "
+              (f"; peak {shape['peak']:.2f}x at {shape['peak_step']} steps, last "
+               f"{len(shape['last_steps'])} budgets' mean {shape['last_mean']:.2f}x, "
                f"past the transient: {shape['settled']}" if shape else ""))
 
 

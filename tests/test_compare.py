@@ -200,9 +200,11 @@ def test_the_shape_of_a_closing_lead():
                                            "seconds": None}}},
              "shape": {"ez": s}}
   lines = compare.format_summary(summary)
+  assert s["last_mean"] == pytest.approx((1.28 + 1.23 + 1.17) / 3)
   assert lines[-2] == ("[compare] ez by budget: peak 1.57x at 300 steps, final 1.17x "
-                       "at 900; trend -0.55 per 1,000 steps over steps 700, 800, 900; "
-                       "not settled (last 3 within 0.05)")
+                       "at 900 (last 3 budgets' mean 1.23x); trend -0.55 per 1,000 "
+                       "steps over steps 700, 800, 900; not settled (last 3 within "
+                       "0.05)")
   assert lines[-1] == ("[compare] ez: the lead is closing: 1.57x at 300 steps, "
                        "1.17x at 900")
 

@@ -153,7 +153,9 @@ def shape(entries):
   runs): where it peaked, where it ended, and its trend over the last
   TREND_BUDGETS budgets (least-squares slope, speedup per 1,000 steps). Settled
   (past the transient) when those last means lie within the seeds' widest range
-  there, and at least SETTLED_FLOOR, of each other. None without a reached budget."""
+  there, and at least SETTLED_FLOOR, of each other; their mean is a steadier
+  figure than the final point when the curves flatten. None without a reached
+  budget."""
   points = [(e["budget_steps"], e["flops"]) for e in entries if e["flops"]]
   if not points:
     return None
@@ -173,6 +175,7 @@ def shape(entries):
           "final": final["mean"], "final_step": final_step,
           "final_range": [final["min"], final["max"]],
           "last_steps": steps, "last_means": means,
+          "last_mean": statistics.fmean(means),   # steadier than one final point
           "slope_per_1000_steps": slope,
           "settled": len(last) == TREND_BUDGETS and max(means) - min(means) <= tolerance,
           "settled_tolerance": tolerance,
@@ -409,7 +412,8 @@ def shape_lines(group, s):
            f"{', '.join(str(x) for x in s['last_steps'])}"
            if s["slope_per_1000_steps"] is not None else "one budget")
   lines = [f"[compare] {group} by budget: peak {s['peak']:.2f}x at {s['peak_step']} "
-           f"steps, final {s['final']:.2f}x at {s['final_step']}; trend {trend}; "
+           f"steps, final {s['final']:.2f}x at {s['final_step']} (last "
+           f"{len(s['last_steps'])} budgets' mean {s['last_mean']:.2f}x); trend {trend}; "
            + ("settled" if s["settled"] else "not settled")
            + f" (last {len(s['last_steps'])} within {s['settled_tolerance']:.2f})"]
   if s["closing"]:
