@@ -158,6 +158,9 @@ def parser():
                    help="train --models side by side first (same data and budget)")
   cmp.add_argument("--models", nargs="+", default=["transformer", "primer_ez"])
   cmp.add_argument("--seeds", type=_positive_int, default=1)
+  cmp.add_argument("--vary", default="both", choices=["data", "init", "both"],
+                   help="with --train: what the seeds change, the training data "
+                        "order, the initial weights or both (default)")
   cmp.add_argument("--size", default="tiny")
   cmp.add_argument("--mesh", default="cpu")
   cmp.add_argument("--corpus", default="kjv")
@@ -272,7 +275,8 @@ def compare(args):
       raise UsageError("give either RUN_DIRs or --train with --models, not both")
     summary, json_path, png_path = compare_lib.train_and_compare(
         args.models, args.seeds, args.output, args.size, args.mesh, args.corpus,
-        args.train_steps, args.evaluations, args.gin_param, args.objective)
+        args.train_steps, args.evaluations, args.gin_param, args.objective,
+        vary=args.vary)
   else:
     summary, json_path, png_path = compare_lib.compare(
         args.model_dirs, args.output, args.group, args.split)

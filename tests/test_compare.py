@@ -261,3 +261,12 @@ def test_speedups_record_each_runs_by_budget_curve_and_the_shape():
   assert s["peak"] > 2.0 > 1.2 > s["final"] and s["closing"] is True
   assert s["slope_per_1000_steps"] < 0
   assert summary["settled_rule"] == compare.SETTLED_RULE
+
+
+@pytest.mark.parametrize("vary, seed, init, data", [
+    ("both", 2, 1236, 1236), ("data", 2, 1234, 1236), ("init", 2, 1236, 1234),
+    ("both", 0, 1234, 1234)])
+def test_compare_train_seeds_vary_what_they_say(vary, seed, init, data):
+  flags = compare.seed_flags(vary, seed)
+  assert flags == ["--seed", str(init), "--gin_param", f"mesh_train_dataset_fn.seed = {data}"]
+  assert compare.VARIED[vary].startswith("the ")

@@ -356,7 +356,8 @@ def plot_by_budget(ax, summary, colors):
   ax.legend(fontsize=8)
 
 
-def compare(model_dirs, output=".", group_by_model=False, split="validation"):
+def compare(model_dirs, output=".", group_by_model=False, split="validation",
+            extra=None):
   """Reads the runs, checks they are comparable, writes compare.json and
   compare.png into ``output``; returns the summary and the two paths."""
   if len(model_dirs) < 2:
@@ -371,6 +372,7 @@ def compare(model_dirs, output=".", group_by_model=False, split="validation"):
   summary = speedups(curves)
   summary["split"] = split
   summary["run_dirs"] = list(model_dirs)
+  summary.update(extra or {})
   tf.io.gfile.makedirs(output)
   json_path = os.path.join(output, SUMMARY)
   png_path = os.path.join(output, PLOT)
@@ -424,12 +426,13 @@ def shape_lines(group, s):
 
 def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kjv",
                       train_steps=None, evaluations=10, gin_params=(), objective=None,
-                      jobs=1):
+                      jobs=1, vary="both"):
   """Trains each model with each seed on the same data and budget, evaluates
   every run and compares them (grouped by model when seeds > 1).
 
-  Seed k sets the training data order (``mesh_train_dataset_fn.seed``) for every
-  model alike. Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and
+  Seed k is the same for every model; ``vary`` says what it changes: ``data``
+  the training data order (``mesh_train_dataset_fn.seed``), ``init`` the initial
+  weights (``train --seed``, with the data order of seed 0), ``both`` the two. Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and
   evaluates only checkpoints not evaluated yet, so it costs nothing once done.
   With ``jobs`` > 1 a seed's models train that many at a time, so a seed's pair
   is done together (a long study reads its seeds as they finish).
@@ -462,7 +465,7 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
             file=sys.stderr, flush=True)
       train = ["train", "--model_dir", model_dir, "--model", model, "--size", size,
                "--mesh", mesh, "--corpus", corpus, "--train_steps", str(steps),
-               "--gin_param", f"mesh_train_dataset_fn.seed = {1234 + seed}",
+               *seed_flags(vary, seed),
                "--gin_param", f"utils.run.save_checkpoints_steps = {every}"]
       if objective:
         train += ["--objective", objective]
@@ -480,4 +483,21 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
       for args in ([train] if train else []) + [["eval", "--model_dir", model_dir]]:
         if subprocess.run(command + args, check=False).returncode:
           raise failed(args, model_dir)
-  return compare(model_dirs, output, group_by_model=seeds > 1)
+  print(f"[compare] the {seeds} seeds vary {VARIED[vary]}", file=sys.stderr)
+  return compare(model_dirs, output, group_by_model=seeds > 1,
+                 extra={"seeds_vary": VARIED[vary]})
+
+
+VARIED = {"data": "the training data order only", "init": "the initial weights only",
+          "both": "the training data order and the initial weights"}
+
+
+def seed_flags(vary, seed):
+  """``train`` flags for seed ``seed`` of a comparison that varies ``vary``."""
+  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  if vary not in VARIED:
+    raise UsageError(f"--vary is one of {', '.join(VARIED)}, not {vary!r}")
+  base = runs.DEFAULT_SEED
+  init = base + seed if vary in ("init", "both") else base
+  data = base + seed if vary in ("data", "both") else base
+  return ["--seed", str(init), "--gin_param", f"mesh_train_dataset_fn.seed = {data}"]

@@ -25,8 +25,10 @@ IDENTITY = ("model", "size", "objective", "corpus", "vocab_size", "vocabulary",
 # The seed of weight initialisation and data order when --seed is not given (the
 # data seed every run had before --seed existed).
 DEFAULT_SEED = 1234
-# Records written before a setting existed had its default.
-_DEFAULTS = {"objective": configs.OBJECTIVE, "seed": DEFAULT_SEED, "cache": None}
+# Records written before a setting existed had its default. A record from before
+# --seed has no seed: its weights were not seeded, and any seed resumes it (the
+# weights come from its checkpoint; its data seed is in its gin bindings).
+_DEFAULTS = {"objective": configs.OBJECTIVE, "cache": None}
 
 
 def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
@@ -100,7 +102,8 @@ def check_resume(model_dir, record):
     check_no_foreign_checkpoints(model_dir)
     return False
   old = {**_DEFAULTS, **old}
-  changed = [k for k in IDENTITY if _identity(old, k) != _identity(record, k)]
+  changed = [k for k in IDENTITY if _identity(old, k) != _identity(record, k)
+             and not (k == "seed" and old.get("seed") is None)]
   if changed:
     k = changed[0]
     raise UsageError(f"{model_dir} holds a run with {k}={_identity(old, k)!r}, not "
@@ -118,8 +121,9 @@ def corpus_bindings(record):
     bindings.append(f"corpus_task.vocabulary = {path!r}")
   if record.get("tfds_data_dir"):
     bindings.append(f"corpus_task.tfds_data_dir = {record['tfds_data_dir']!r}")
-  return bindings + seed_bindings(record.get("seed", DEFAULT_SEED)) + cache_bindings(
-      record.get("cache"))
+  if record.get("seed") is not None:
+    bindings += seed_bindings(record["seed"])
+  return bindings + cache_bindings(record.get("cache"))
 
 
 def seed_bindings(seed):
