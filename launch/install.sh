@@ -2,7 +2,7 @@
 # Installs primer-mtf and its pinned stack into ./.venv (or $PRIMER_MTF_VENV).
 # Idempotent: a second run only reinstalls primer-mtf itself.
 #
-#   launch/install.sh [--tensorflow registry|system] [--dry_run]
+#   launch/install.sh [--tensorflow registry|system] [--stack training|dataflow] [--dry_run]
 #
 # --tensorflow registry (default; CPU and GPU): the venv is the whole environment,
 #   TensorFlow included, from the package registry.
@@ -13,6 +13,9 @@
 #   https://github.com/tensorflow/tensorflow/issues/52149). The lock's other pins
 #   (numpy, protobuf, keras, tensorflow-estimator, tensorflow-text 2.15) take
 #   precedence over the image's and are the versions TensorFlow 2.15 needs.
+# --stack dataflow: the venv that submits `primer-mtf cache --runner dataflow`, from
+#   requirements-dataflow.lock into ./.venv-dataflow: Beam's Dataflow runner needs
+#   protobuf 4, the training lock has protobuf 3.20 (see that file's header).
 # Needs Python 3.10 or 3.11 (the lock's pins; TensorFlow 2.15's TPU VM images run
 # 3.10); set PYTHON to choose the interpreter.
 set -euo pipefail
@@ -20,9 +23,13 @@ cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-tensorflow=registry takes_gin_param=0
-parse_flags tensorflow -- "$@"
-venv="${PRIMER_MTF_VENV:-.venv}"
+tensorflow=registry stack=training takes_gin_param=0
+parse_flags tensorflow stack -- "$@"
+case "$stack" in
+  training) lock=requirements.lock venv="${PRIMER_MTF_VENV:-.venv}" ;;
+  dataflow) lock=requirements-dataflow.lock venv="${PRIMER_MTF_VENV:-.venv-dataflow}" ;;
+  *) die "--stack is training (the default) or dataflow (the cache job's submitter)" ;;
+esac
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 11)))'; then
   die "$("$python" --version 2>&1) found; the lock needs Python 3.10 or 3.11 (set PYTHON=python3.11)"
@@ -49,10 +56,9 @@ else
   run_cmd "$python" -m venv "$venv"
 fi
 run_cmd "$venv/bin/python" -m pip install --quiet --upgrade "pip==24.2"
-lock=requirements.lock
 if [ "$sees_system" = true ]; then
+  run_to "$venv/requirements-without-tensorflow.lock" sed '/^tensorflow==/d' "$lock"
   lock="$venv/requirements-without-tensorflow.lock"
-  run_to "$lock" sed '/^tensorflow==/d' requirements.lock
 fi
 # Exact pins, no resolution: the lock file is the whole environment.
 [ "$dry_run" = 1 ] || echo "installing the pinned stack into $venv (a few minutes on a fresh machine)"

@@ -29,7 +29,8 @@
 #             eval alone given the fine-tuning run's --task and --init_checkpoint.
 #   cache     pre-tokenize the corpus for this objective and vocabulary into --cache
 #             with seqio's cache job on Google Cloud Dataflow (primer-mtf cache
-#             --runner dataflow, from this machine; needs --dataflow_image), once per
+#             --runner dataflow, from this machine's .venv-dataflow, made by
+#             launch/install.sh --stack dataflow; needs --dataflow_image), once per
 #             corpus, objective and vocabulary, before training on a multi-host slice
 #   delete    delete the slice
 #   run       create,install,train,eval,delete
@@ -250,7 +251,8 @@ for c in "${commands[@]}"; do
                    --worker_image "$dataflow_image")
       if [ -n "$vocabulary" ]; then cache_flags+=(--vocabulary "$vocabulary")
       else cache_flags+=(--gin_param "include 'vocabularies/t5.gin'"); fi
-      run_cmd "${PRIMER_MTF_VENV:-.venv}/bin/primer-mtf" cache "${cache_flags[@]}" ;;
+      # Dataflow's runner needs protobuf 4: its own venv (install.sh --stack dataflow)
+      run_cmd .venv-dataflow/bin/primer-mtf cache "${cache_flags[@]}" ;;
     train) on_client ;;
     eval)
       if [ "$checkpoints" = all ]; then step='"all"'; else step=None; fi

@@ -486,7 +486,7 @@ def test_the_cache_step_submits_seqios_job_to_dataflow(dry_runs):
   """tpu.sh cache prints the Dataflow job for the run's corpus, objective and
   vocabulary; a one-host slice tokenizes while training (its host has the op)."""
   (cache,) = _argvs(dry_runs["cache"])
-  assert cache[:3] == [".venv/bin/primer-mtf", "cache", "--corpus"]
+  assert cache[:3] == [".venv-dataflow/bin/primer-mtf", "cache", "--corpus"]
   flags = dict(zip(cache[2::2], cache[3::2]))
   assert flags["--runner"] == "dataflow" and flags["--output"] == "gs://my-bucket/cache"
   assert flags["--region"] == "us-central2" and flags["--corpus"] == "c4"
@@ -515,6 +515,10 @@ def test_install_dry_runs():
   assert "pip install --quiet --no-deps -r requirements.lock" in registry.stdout
   bad = launch("install.sh", "--tensorflow", "tpu")
   assert bad.returncode == 2 and "--tensorflow is registry" in bad.stderr
+  dataflow = launch("install.sh", "--stack", "dataflow", "--dry_run")
+  assert dataflow.returncode == 0, dataflow.stderr
+  assert "-m venv .venv-dataflow" in dataflow.stdout
+  assert "--no-deps -r requirements-dataflow.lock" in dataflow.stdout
 
 
 def test_install_says_which_package_makes_venvs_before_creating_anything(tmp_path):
