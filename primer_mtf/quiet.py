@@ -30,7 +30,10 @@ NOISE = re.compile(
     rb"|All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|^step, tf_loss\["
     # seqio's advice for in-memory sources; ours shuffle documents themselves
-    rb"|Using an uncached FunctionDataset for training is not recommended")
+    rb"|Using an uncached FunctionDataset for training is not recommended"
+    # Apache Beam at import, without its GCP extra (the DirectRunner needs none)
+    rb"|Failed to import GCSFileSystem; loading of this filesystem will be skipped"
+    rb"|apitools not found, and bigquery client libraries are not available")
 
 
 def verbose():

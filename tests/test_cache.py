@@ -142,6 +142,10 @@ def test_training_reads_the_cache_and_refuses_a_missing_or_foreign_one(caches, t
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and message in lines[-1], result.stderr[-2000:]
     assert len([l for l in lines if "error" in l]) == 1 and not os.path.exists(new)
+  # a complete cache is not rebuilt by accident
+  again = run_cli("cache", "--output", caches)
+  assert again.returncode == 2 and "already holds a complete cache" in again.stderr
+  assert "tokenizing" not in again.stderr
   # a resume cannot switch between the cache and tokenizing while training
   result = run_cli("train", "--model_dir", run, "--train_steps", "4")
   assert result.returncode == 2 and "cached=True" in result.stderr

@@ -121,12 +121,8 @@ def build(spec, cache_dir, pipeline_args=("--runner=DirectRunner",),
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   name = register(spec)
   output_dir = task_dir(cache_dir, name)
-  if tf.io.gfile.exists(os.path.join(output_dir, "COMPLETED")):
-    if not overwrite:
-      raise UsageError(f"{output_dir} already holds a complete cache of {name}; "
-                       "train from it, or pass --overwrite to build it again")
-    tf.io.gfile.rmtree(output_dir)
-  elif tf.io.gfile.exists(output_dir):   # a job that died: start it afresh
+  check_absent(cache_dir, name, overwrite)
+  if tf.io.gfile.exists(output_dir):   # an older cache, or a job that died
     tf.io.gfile.rmtree(output_dir)
   tf.io.gfile.makedirs(output_dir)
   with tf.io.gfile.GFile(os.path.join(output_dir, SPEC_FILE), "w") as f:
@@ -137,6 +133,14 @@ def build(spec, cache_dir, pipeline_args=("--runner=DirectRunner",),
   with beam.Pipeline(options=options) as pipeline:
     add_pipeline(pipeline, spec, cache_dir, min_shards, tfds_data_dir)
   return output_dir, time.time() - start
+
+
+def check_absent(cache_dir, name, overwrite=False):
+  """A complete cache is never rebuilt by accident."""
+  output_dir = task_dir(cache_dir, name)
+  if not overwrite and tf.io.gfile.exists(os.path.join(output_dir, "COMPLETED")):
+    raise UsageError(f"{output_dir} already holds a complete cache of {name}; "
+                     "train from it, or pass --overwrite to build it again")
 
 
 def size_bytes(folder):

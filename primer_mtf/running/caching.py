@@ -83,6 +83,7 @@ def cache(args):
     print(f"[cache] into {cache_lib.task_dir(args.output, name)}")
     print(f"[cache] Beam options {' '.join(options)}")
     return
+  cache_lib.check_absent(args.output, name, args.overwrite)
   print(f"[cache] {name}: tokenizing with seqio's cache job on "
         f"{options[0].split('=')[1]} into {args.output}", file=sys.stderr, flush=True)
   folder, seconds = cache_lib.build(spec, args.output, options, args.min_shards,
