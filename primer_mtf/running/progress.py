@@ -124,8 +124,8 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
   positions a step reads: the targets of a decoder-only LM; the inputs and the
   targets of encoder-decoders and of delimited LMs (one sequence of both).
 
-  ``seed`` is the graph-level seed (the estimator's ``tf_random_seed``), so the
-  weights start the same in every run with the same seed. The objectives bind
+  ``seed`` (``train --seed``) fixes the initial weights: see
+  :func:`seeded_initial_weights`. The objectives bind
   mesh-tensorflow's own ``utils.run.skip_seen_data = True``: a resumed run's
   input skips the batches of the steps already trained, so the batch at step
   k+1 after a resume from step k is the one an uninterrupted run reads there (a
