@@ -195,8 +195,15 @@ if [ "$finetuning" = 1 ]; then
   run_params=("text2text_task.task = \"$task\""
               "utils.run.init_checkpoint = \"$init_checkpoint\""
               "utils.run.train_steps = $((pretrained_step + finetune_steps))"
-              "utils.run.seen_data_init_step = $pretrained_step"
-              "${gin_params[@]+"${gin_params[@]}"}")
+              "utils.run.seen_data_init_step = $pretrained_step")
+  # the pretrained run's cache holds its LM task; this task has its own (tpu.sh
+  # cache --task) or is tokenized while training
+  if [ -n "$cache" ]; then
+    run_params+=("text2text_task.data_cache = \"$cache\"" "mesh_train_dataset_fn.use_cached = True")
+  else
+    run_params+=("mesh_train_dataset_fn.use_cached = False")
+  fi
+  run_params+=("mesh_eval_dataset_fn.use_cached = False" "${gin_params[@]+"${gin_params[@]}"}")
 fi
 
 on_client() {  # [--gin_file=F | BINDING]...: t5_mesh_transformer on worker 0 alone
@@ -249,6 +256,7 @@ for c in "${commands[@]}"; do
                    --tfds_data_dir "$tfds_data_dir" --runner dataflow --project "$project"
                    --region "${zone%-*}" --temp_location "$bucket/dataflow/tmp"
                    --worker_image "$dataflow_image")
+      [ -z "$task" ] || cache_flags+=(--task "$task")   # a fine-tuning task's cache
       if [ -n "$vocabulary" ]; then cache_flags+=(--vocabulary "$vocabulary")
       else cache_flags+=(--gin_param "include 'vocabularies/t5.gin'"); fi
       # Dataflow's runner needs protobuf 4: its own venv (install.sh --stack dataflow)

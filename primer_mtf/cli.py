@@ -145,6 +145,9 @@ def parser():
   ft.add_argument("--inputs_length", type=_positive_int, default=None)
   ft.add_argument("--targets_length", type=_positive_int, default=None)
   ft.add_argument("--gin_param", action="append", default=[])
+  ft.add_argument("--cache", default=None, metavar="DIR",
+                  help="read the task from the cache `primer-mtf cache --task` "
+                       "built in DIR")
   cmp = sub.add_parser("compare", help="the paper's speedup: compute each run "
                        "needs to reach the first (baseline) run's final loss")
   cmp.add_argument("model_dirs", nargs="*", metavar="RUN_DIR",
@@ -262,7 +265,7 @@ def finetune(args):
   record = finetune_lib.make_record(
       args.pretrained_dir, args.task, args.format, args.model, args.mesh,
       args.checkpoint_step, args.finetune_steps, args.learning_rate, lengths,
-      args.gin_param)
+      args.gin_param, args.cache)
   finetune_lib.train(args.model_dir, record)
   return 0
 

@@ -212,7 +212,14 @@ def pretrained_vocabulary():
 
 
 @gin.configurable("text2text_task", module="primer_mtf")
-def text2text_task(task=gin.REQUIRED):
+def text2text_task(task=gin.REQUIRED, data_cache=None):
   """Registers (once) and names the fine-tuning task ``task`` (a ``--task``
-  value) on the pretrained run's vocabulary."""
-  return register(task, pretrained_vocabulary())
+  value) on the pretrained run's vocabulary; ``data_cache``: as
+  ``corpus_task``'s, a folder where ``primer-mtf cache --task`` cached it."""
+  name = register(task, pretrained_vocabulary())
+  if data_cache:
+    from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+    cache_lib.check(data_cache, name, f"primer-mtf cache --task {task} --output "
+                    f"{data_cache} (with the pretraining run's corpus flags)")
+    cache_lib.use(data_cache)
+  return name

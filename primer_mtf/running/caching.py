@@ -90,6 +90,10 @@ def cache(args):
                                     args.tfds_data_dir, args.overwrite)
   size = cache_lib.size_bytes(folder)
   print(f"[cache] wrote {folder}: {size / 2**20:.1f} MiB in {seconds:.0f} s")
-  corpus_name = corpus_lib.canonical_name(args.corpus)
-  print(f"[cache] train from it: primer-mtf train --corpus {corpus_name} "
-        f"--cache {args.output} --model_dir RUN ...")
+  if args.task:
+    print(f"[cache] fine-tune from it: primer-mtf finetune --task {args.task} "
+          f"--cache {args.output} --pretrained_dir RUN --model_dir OUT ...")
+  else:
+    corpus_name = corpus_lib.canonical_name(args.corpus)
+    print(f"[cache] train from it: primer-mtf train --corpus {corpus_name} "
+          f"--cache {args.output} --model_dir RUN ...")

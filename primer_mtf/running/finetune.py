@@ -56,9 +56,10 @@ def pretrained_checkpoint(pretrained_dir, step=None):
 
 def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
                 checkpoint_step=None, finetune_steps=None, learning_rate=1e-3,
-                lengths=None, gin_param=()):
+                lengths=None, gin_param=(), cache=None):
   """The record of a fine-tuning run (``primer_mtf_run.json``). ``fmt`` None:
-  the checkpoint's own (delimited, or encoder_decoder)."""
+  the checkpoint's own (delimited, or encoder_decoder). ``cache``: a folder
+  where ``primer-mtf cache --task`` cached the task."""
   known = DECODER_ONLY_FORMATS + (ENCODER_DECODER_FORMAT,)
   if fmt is not None and fmt not in known:
     raise UsageError(f"unknown --format {fmt!r}; use {', '.join(known)}")
@@ -68,7 +69,8 @@ def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
           "task": os.path.abspath(task) if os.path.isdir(task) else task,
           "format": fmt, "model": model, "mesh": mesh,
           "finetune_steps": finetune_steps, "learning_rate": learning_rate,
-          "lengths": lengths, "gin_param": list(gin_param)}
+          "lengths": lengths, "gin_param": list(gin_param),
+          "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)}
 
 
 def _format(record):
@@ -102,7 +104,12 @@ def bindings(record, fmt, length):
          # a resume skips only the fine-tuning batches already trained on
          f"utils.run.seen_data_init_step = {record['pretrained_step']}",
          f"utils.run.sequence_length = {lengths!r}",
-         f"constant_learning_rate.learning_rate = {record['learning_rate']!r}"]
+         f"constant_learning_rate.learning_rate = {record['learning_rate']!r}",
+         # the pretraining run's cache holds its LM task, not this one
+         f"mesh_train_dataset_fn.use_cached = {bool(record.get('cache'))}",
+         "mesh_eval_dataset_fn.use_cached = False"]
+  if record.get("cache"):
+    out.append(f"text2text_task.data_cache = {record['cache']!r}")
   if fmt != ENCODER_DECODER_FORMAT:
     # the combined [inputs, EOS, targets, EOS] sequence is up to their lengths' sum
     out.append(f"Unitransformer.max_length = {lengths['inputs'] + lengths['targets']}")
