@@ -270,3 +270,26 @@ def test_compare_train_seeds_vary_what_they_say(vary, seed, init, data):
   flags = compare.seed_flags(vary, seed)
   assert flags == ["--seed", str(init), "--gin_param", f"mesh_train_dataset_fn.seed = {data}"]
   assert compare.VARIED[vary].startswith("the ")
+
+
+def test_budgets_where_the_baseline_regressed_are_flagged_and_not_a_peak():
+  """Vanilla's loss goes back up at step 400 (4.0 after 3.9): that budget's
+  target is a loss it had bettered, so its speedup (here 2.0) is no peak."""
+  base = compare.Curve("t5", "t5", [0, 100, 200, 300, 400, 500],
+                       [9.0, 5.0, 4.2, 3.9, 4.0, 3.7], 1e3)
+  ez = compare.Curve("ez", "ez", base.steps, [9.0, 4.6, 4.0, 3.8, 3.7, 3.65], 1e3)
+  summary = compare.speedups([base, ez])
+  flags = [e["baseline_regressed"] for e in summary["by_budget"]["ez"]]
+  assert flags == [False, False, False, True, False]
+  s = summary["shape"]["ez"]
+  assert s["baseline_regressed_steps"] == [400]
+  # at 400 the target (4.0) is reached at step 200: 2.0x; at 300 (3.9): between
+  # 200 and 300 in log steps, 200 * 1.5 ** 0.5 = 244.9 steps, 300 / 244.9 = 1.225x
+  assert summary["by_budget"]["ez"][3]["flops"]["mean"] == pytest.approx(2.0)
+  assert s["peak_step"] != 400
+  assert s["peak"] == max(e["flops"]["mean"] for e in summary["by_budget"]["ez"]
+                          if not e["baseline_regressed"])
+  summary["split"] = "validation"
+  assert ("[compare] ez: the baseline's loss rose above its best so far at steps "
+          "400; those budgets measure that, not a lead, and no peak is taken there"
+          ) in compare.format_summary(summary)

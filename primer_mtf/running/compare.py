@@ -128,13 +128,18 @@ def speedups_by_budget(curves):
   budgets = sorted(set.intersection(*(set(c.steps) for c in baseline)) - {0})
   table = {g: [] for g in dict.fromkeys(c.group for c in curves)
            if g != curves[0].group}
+  best = math.inf
   for step in budgets:
     target = statistics.fmean(c.losses[c.steps.index(step)] for c in baseline)
+    # the baseline did better at an earlier budget: this one measures its
+    # regression (a flat or overfitting curve), not the other run's lead
+    regressed, best = target > best, min(best, target)
     base = {"flops": statistics.fmean(step * c.flops_per_step for c in baseline),
             "steps": float(step)}
     for group in table:
       members = [c for c in curves if c.group == group]
-      entry = {"budget_steps": step, "target_loss": target}
+      entry = {"budget_steps": step, "target_loss": target,
+               "baseline_regressed": regressed}
       for axis in ("flops", "steps"):
         costs = [compute_to_reach(c.compute(axis), c.losses, target)
                  for c in members]
@@ -151,7 +156,8 @@ def speedups_by_budget(curves):
 def shape(entries):
   """The shape of one group's by-budget speedup curve (FLOPs, mean over its
   runs): where it peaked, where it ended, and its trend over the last
-  TREND_BUDGETS budgets (least-squares slope, speedup per 1,000 steps). Settled
+  TREND_BUDGETS budgets (least-squares slope, speedup per 1,000 steps). The peak
+  leaves out budgets where the baseline's loss was above its best so far. Settled
   (past the transient) when those last means lie within the seeds' widest range
   there, and at least SETTLED_FLOOR, of each other; their mean is a steadier
   figure than the final point when the curves flatten. None without a reached
@@ -159,7 +165,10 @@ def shape(entries):
   points = [(e["budget_steps"], e["flops"]) for e in entries if e["flops"]]
   if not points:
     return None
-  peak_step, peak = max(points, key=lambda p: p[1]["mean"])
+  regressed = [e["budget_steps"] for e in entries
+               if e["flops"] and e.get("baseline_regressed")]
+  peak_step, peak = max([p for p in points if p[0] not in regressed] or points,
+                        key=lambda p: p[1]["mean"])
   final_step, final = points[-1]
   last = points[-TREND_BUDGETS:]
   steps = [p[0] for p in last]
@@ -179,7 +188,8 @@ def shape(entries):
           "slope_per_1000_steps": slope,
           "settled": len(last) == TREND_BUDGETS and max(means) - min(means) <= tolerance,
           "settled_tolerance": tolerance,
-          "closing": peak["mean"] - final["mean"] >= CLOSING_MARGIN}
+          "closing": peak["mean"] - final["mean"] >= CLOSING_MARGIN,
+          "baseline_regressed_steps": regressed}
 
 
 def wall_clock(log_rows, tokens_per_step):
@@ -418,6 +428,10 @@ def shape_lines(group, s):
            f"{len(s['last_steps'])} budgets' mean {s['last_mean']:.2f}x); trend {trend}; "
            + ("settled" if s["settled"] else "not settled")
            + f" (last {len(s['last_steps'])} within {s['settled_tolerance']:.2f})"]
+  if s.get("baseline_regressed_steps"):
+    lines.append(f"[compare] {group}: the baseline's loss rose above its best so far "
+                 f"at steps {', '.join(map(str, s['baseline_regressed_steps']))}; "
+                 "those budgets measure that, not a lead, and no peak is taken there")
   if s["closing"]:
     lines.append(f"[compare] {group}: the lead is closing: {s['peak']:.2f}x at "
                  f"{s['peak_step']} steps, {s['final']:.2f}x at {s['final_step']}")
