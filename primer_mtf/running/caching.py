@@ -2,6 +2,7 @@
 :mod:`primer_mtf.data.cache`) with Beam's DirectRunner here, or submits the same
 job to Google Cloud Dataflow for a corpus one machine cannot tokenize (C4)."""
 
+import logging
 import os
 import re
 import sys
@@ -76,6 +77,8 @@ def cache(args):
   except ImportError:
     raise UsageError("Apache Beam is not installed; run launch/install.sh "
                      "(it is in requirements.lock)") from None
+  if not args.verbose:   # Beam's advice about its own transforms, at every run
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
   if args.dry_run:
     beam.options.pipeline_options.PipelineOptions(options).get_all_options(
         retain_unknown_options=False)
