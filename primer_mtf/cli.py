@@ -44,7 +44,8 @@ def _add_run_flags(p, required_model_dir=True):
 
 def _add_corpus_flags(p):
   p.add_argument("--corpus", default="kjv",
-                 help="'kjv' (embedded), a text file (a document a line), a folder "
+                 help="'kjv' (embedded), 'pydocs' (the Python documentation the "
+                      "install carries), a text file (a document a line), a folder "
                       "(a document a file), or a TFDS corpus of "
                       "primer_mtf/data/corpus.py (c4, lm1b, pg19: prepared data)")
   p.add_argument("--vocab_size", type=_positive_int, default=4096)
