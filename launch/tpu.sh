@@ -110,7 +110,8 @@ case "$checkpoints" in all|continuous) ;;
 esac
 finetuning=0   # a fine-tuning run: finetune, or eval of one (given its --task)
 case " ${commands[*]} " in *" finetune "*) finetuning=1 ;; esac
-[ -z "$task" ] || finetuning=1
+# --task alone means a fine-tuning run, except for cache (a fine-tuning task's cache)
+if [ -n "$task" ] && [ "${commands[*]}" != cache ]; then finetuning=1; fi
 if [ "$finetuning" = 1 ]; then
   case " ${commands[*]} " in *" train "*)
     die "train and finetune write one run; fine-tune into a run of its own" ;;
@@ -195,15 +196,18 @@ if [ "$finetuning" = 1 ]; then
   run_params=("text2text_task.task = \"$task\""
               "utils.run.init_checkpoint = \"$init_checkpoint\""
               "utils.run.train_steps = $((pretrained_step + finetune_steps))"
-              "utils.run.seen_data_init_step = $pretrained_step")
+              "utils.run.skip_seen_data = True"
+              "utils.run.seen_data_init_step = $pretrained_step"
+              "corpus_task.data_cache = None")
   # the pretrained run's cache holds its LM task; this task has its own (tpu.sh
   # cache --task) or is tokenized while training
   if [ -n "$cache" ]; then
-    run_params+=("text2text_task.data_cache = \"$cache\"" "mesh_train_dataset_fn.use_cached = True")
+    run_params+=("text2text_task.data_cache = \"$cache\"" "mesh_train_dataset_fn.use_cached = True"
+                 "mesh_eval_dataset_fn.use_cached = True")
   else
-    run_params+=("mesh_train_dataset_fn.use_cached = False")
+    run_params+=("mesh_train_dataset_fn.use_cached = False" "mesh_eval_dataset_fn.use_cached = False")
   fi
-  run_params+=("mesh_eval_dataset_fn.use_cached = False" "${gin_params[@]+"${gin_params[@]}"}")
+  run_params+=("${gin_params[@]+"${gin_params[@]}"}")
 fi
 
 on_client() {  # [--gin_file=F | BINDING]...: t5_mesh_transformer on worker 0 alone

@@ -32,7 +32,8 @@ def read_progress(model_dir):
 # The README's test command runs the fast tier and these graph tests: one of each
 # kind of exact check (numpy references, decode against the forward pass on one
 # device and on 2x2, a sharded mesh against one device, packing, the pre/post
-# norm, the training stream's skip). The rest of the graph tier runs in CI after it.
+# norm, the determinism of the training stream that exact resume relies on).
+# The rest of the graph tier runs in CI after it.
 CORE = (
     "tests/test_primer_layers.py::test_packed_examples_do_not_leak_through_the_conv[True-primer_ez]",
     "tests/test_primer_layers.py::test_negative_control_a_conv_without_the_mask_leaks",

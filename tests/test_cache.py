@@ -28,7 +28,7 @@ from primer_mtf.running import runs
 from primer_mtf.data import pod_input
 import tensorflow.compat.v1 as tf
 runs.parse(runs.make_record("transformer", "tiny", "cpu", sys.argv[1], 4096,
-                            cache=sys.argv[2]))
+                            cache=sys.argv[2] or None))
 primer_mtf.corpus_task()
 graph_def, features = pod_input.train_input_graph()
 ops = pod_input.op_types(graph_def)
@@ -108,11 +108,15 @@ def test_the_pods_input_path_from_the_cache_needs_no_tensorflow_text(caches):
 
 
 def test_the_uncached_input_path_carries_the_sentencepiece_op():
-  """The control: the same listing finds the op on the tokenizing path."""
+  """The controls: the same listing finds the op on the tokenizing path, and
+  the same pod host cannot even build that path."""
   runs.parse(runs.make_record("transformer", "tiny", "cpu", "kjv", 4096))
   primer_mtf.corpus_task()
   ops = pod_input.op_types(pod_input.train_input_graph()[0])
   assert "SentencepieceOp" in ops and "SentencepieceTokenizeOp" in ops
+  host = subprocess.run([sys.executable, "-c", POD_HOST, "kjv", ""], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert host.returncode != 0 and "Sentencepiece" in host.stderr, host.stderr[-2000:]
 
 
 def test_training_reads_the_cache_and_refuses_a_missing_or_foreign_one(caches, tmp_path):
@@ -153,13 +157,21 @@ def test_training_reads_the_cache_and_refuses_a_missing_or_foreign_one(caches, t
 
 def test_the_dataflow_job_is_checked_and_printed_not_run(tmp_path):
   """Dataflow cannot run here: its options go through Beam's own parser."""
-  result = _ok(run_cli(
-      "cache", "--output", "gs://my-bucket/cache", "--runner", "dataflow",
-      "--project", "my-project", "--region", "us-central2",
-      "--temp_location", "gs://my-bucket/dataflow/tmp",
-      "--worker_image", "us-docker.pkg.dev/my-project/images/cache", "--dry_run"))
-  assert "[cache] task primer_mtf_lm_kjv_sp4096" in result.stdout
+  job = ("cache", "--output", "gs://my-bucket/cache", "--runner", "dataflow",
+         "--project", "my-project", "--region", "us-central2",
+         "--temp_location", "gs://my-bucket/dataflow/tmp",
+         "--worker_image", "us-docker.pkg.dev/my-project/images/cache", "--dry_run")
+  result = _ok(run_cli(*job, "--corpus", "c4", "--gin_param",
+                       "include 'vocabularies/t5.gin'"))
+  assert "[cache] task primer_mtf_lm_c4_sentencepiece_x100" in result.stdout
   assert "--runner=DataflowRunner --project=my-project --region=us-central2" in result.stdout
+  refusals = {
+      ("--corpus", "c4"): "needs a vocabulary on a bucket",   # workers cannot train one
+      ("--gin_param", "include 'vocabularies/t5.gin'"): "reads TFDS corpora",  # kjv
+  }
+  for flags, message in refusals.items():
+    bad = run_cli(*job, *flags)
+    assert bad.returncode == 2 and message in bad.stderr.strip().splitlines()[-1]
   bad = run_cli("cache", "--output", "gs://b/c", "--runner", "dataflow", "--dry_run",
                 "--worker_image", "i")
   assert bad.returncode == 2 and "needs --project, --region, --temp_location" in bad.stderr

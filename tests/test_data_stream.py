@@ -1,6 +1,8 @@
-"""The training stream that exact resume relies on: the input skips the batches
-already trained (mesh-tensorflow's ``skip_seen_data``), so the stream must be
-the same in every process. Checked for both LM objectives, past epoch ends."""
+"""The determinism that exact resume relies on: a resumed run's input skips the
+batches already trained (mesh-tensorflow's ``skip_seen_data``), which gives the
+uninterrupted run's next batch only if two builds of the training stream yield
+the same batches. Checked for both LM objectives, past epoch ends; the resume
+itself is tested end to end in test_resume_and_seed.py."""
 import numpy as np
 import pytest
 

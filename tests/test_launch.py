@@ -212,8 +212,10 @@ def test_finetune_then_eval_follow_t5s_recipe(dry_runs):
             '"gs://my-bucket/runs/base/model.ckpt-1000"',
             "--gin_param=utils.run.train_steps = 1005",
             # a resume skips only the fine-tuning batches it trained on
+            "--gin_param=utils.run.skip_seen_data = True",
             "--gin_param=utils.run.seen_data_init_step = 1000",
             # the pretrained run's cache (if any) holds its LM task, not this one
+            "--gin_param=corpus_task.data_cache = None",
             "--gin_param=mesh_train_dataset_fn.use_cached = False",
             "--gin_param=mesh_eval_dataset_fn.use_cached = False",
             "--gin_param=mesh_eval_dataset_fn.num_eval_examples = 64"]

@@ -59,6 +59,7 @@ def register(spec):
 
 
 def task_dir(cache_dir, task_name):
+  """Where seqio keeps (and looks for) a task's cache under ``cache_dir``."""
   return os.path.join(cache_dir, seqio.get_task_dir_from_name(task_name))
 
 
@@ -95,8 +96,10 @@ def add_pipeline(pipeline, spec, cache_dir, min_shards=MIN_SHARDS,
                 # seqio: this reshuffle also shuffles the examples globally
                 | f"{label}_global_example_shuffle" >> beam.Reshuffle())
     num_shards = max(len(pat.shards), min_shards)
-    completions.append(examples | f"{label}_write_tfrecord" >> beam_utils.WriteExampleTfRecord(
-        seqio.get_cached_tfrecord_prefix(output_dir, split), num_shards=num_shards))
+    completions.append(
+        examples | f"{label}_write_tfrecord" >> beam_utils.WriteExampleTfRecord(
+            seqio.get_cached_tfrecord_prefix(output_dir, split),
+            num_shards=num_shards))
     completions.append(
         examples | f"{label}_info" >> beam_utils.GetInfo(num_shards)
         | f"{label}_write_info" >> beam_utils.WriteJson(
@@ -144,6 +147,7 @@ def check_absent(cache_dir, name, overwrite=False):
 
 
 def size_bytes(folder):
+  """Bytes of the files directly in ``folder`` (a cache is flat)."""
   return sum(tf.io.gfile.stat(os.path.join(folder, f)).length
              for f in tf.io.gfile.listdir(folder))
 
@@ -166,7 +170,12 @@ def check(cache_dir, task_name, build_hint):
     built = json.load(f)
   digest = vocabulary_digest(task_name)
   recorded = built.get("vocabulary_pieces_sha256")
-  if digest and recorded and digest != recorded:
+  # a bucket vocabulary is not read here: its path stands for its pieces
+  path = seqio.get_mixture_or_task(task_name).output_features[
+      "targets"].vocabulary.sentencepiece_model_file
+  built_path = built.get("spec", {}).get("lm", built.get("spec", {})).get("vocabulary")
+  if (digest and recorded and digest != recorded) or (
+      digest is None and built_path and built_path != path):
     raise UsageError(f"the cache {folder} was built with another vocabulary than "
                      "this run's; build it again with `" + build_hint +
                      " --overwrite`")

@@ -110,6 +110,16 @@ def lm_preprocessors(text_key, objective_name="eos_per_document"):
   ]
 
 
+def task_name(corpus_key, vocab_name, extra_ids=0, objective="eos_per_document"):
+  """The registered name of an LM task (and of its cache folder)."""
+  name = f"primer_mtf_lm_{corpus_key}_{vocab_name}"
+  if extra_ids:
+    name += f"_x{extra_ids}"
+  if objective != "eos_per_document":
+    name += f"_{objective}"
+  return name
+
+
 def trained_vocabulary(corpus, vocab_size, cache_dir=None):
   """Path of the SentencePiece model trained on a resolved ``corpus`` (cached)."""
   return vocab_lib.cached(corpus.vocab_documents, vocab_size, corpus.key, cache_dir)
@@ -154,11 +164,7 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
   else:
     vocab_path = trained_vocabulary(resolved, vocab_size, cache_dir)
     vocab_name = f"sp{vocab_size}"
-  name = f"primer_mtf_lm_{resolved.key}_{vocab_name}"
-  if extra_ids:
-    name += f"_x{extra_ids}"
-  if objective != "eos_per_document":
-    name += f"_{objective}"
+  name = task_name(resolved.key, vocab_name, extra_ids, objective)
 
   if name not in seqio.TaskRegistry.names():
     feature = functools.partial(

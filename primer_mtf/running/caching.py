@@ -17,8 +17,13 @@ DATAFLOW_DOCS = "https://cloud.google.com/dataflow/docs/guides/setting-pipeline-
 def spec_of(args):
   """The task to cache, from the same flags and gin that ``train`` parses."""
   from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
   from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
-  record = runs.make_record("transformer", "tiny", "cpu", args.corpus,
+  # any model of the objective's kind: only the task's settings are read
+  encoder_decoder = tasks.OBJECTIVE_FILES.get(
+      args.objective) in tasks.ENCODER_DECODER_OBJECTIVES
+  model = "bi/transformer" if encoder_decoder else "transformer"
+  record = runs.make_record(model, "tiny", "cpu", args.corpus,
                             args.vocab_size, args.vocabulary, args.tfds_data_dir,
                             gin_param=args.gin_param, objective=args.objective)
   runs.parse(record)
@@ -33,7 +38,26 @@ def spec_of(args):
     if os.path.isdir(args.task):
       args.task = os.path.abspath(args.task)
     spec = cache_lib.text2text_spec(args.task, spec)
+  if args.runner == "dataflow":
+    check_reachable_by_workers(spec)
   return spec
+
+
+def check_reachable_by_workers(spec):
+  """Dataflow's workers read the vocabulary and the corpus themselves: both must
+  be on a bucket (or the corpus a TFDS one), never a path of this machine, and a
+  vocabulary is given, not trained by every worker."""
+  lm = spec.get("lm", spec)
+  if not (lm["vocabulary"] or "").startswith("gs://"):
+    raise UsageError("--runner dataflow needs a vocabulary on a bucket: "
+                     "--vocabulary gs://.../spm.model, or T5's with "
+                     "--gin_param \"include 'vocabularies/t5.gin'\"")
+  if lm["corpus"] not in corpus_lib.TFDS_CORPORA:
+    raise UsageError(f"--runner dataflow reads TFDS corpora ({', '.join(corpus_lib.TFDS_CORPORA)}); "
+                     f"cache {lm['corpus']} with the DirectRunner")
+  if spec["kind"] == "text2text" and os.path.isdir(spec["task"]):
+    raise UsageError("--runner dataflow cannot read the task folder "
+                     f"{spec['task']}; cache it with the DirectRunner")
 
 
 def pipeline_args(args, task_name):
@@ -62,12 +86,22 @@ def pipeline_args(args, task_name):
 
 
 def cache(args):
+  """Checks everything, then builds the cache (or prints the job's options)."""
   from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+  if args.runner == "dataflow":
+    if not args.worker_image:
+      raise UsageError("--runner dataflow needs --worker_image: build "
+                       "launch/dataflow/Dockerfile and push it (see the README)")
+    pipeline_args(args, "check")
   spec = spec_of(args)
-  name = cache_lib.register(spec)
-  if args.runner == "dataflow" and not args.worker_image:
-    raise UsageError("--runner dataflow needs --worker_image: build "
-                     "launch/dataflow/Dockerfile and push it (see the README)")
+  if args.runner == "dataflow" and args.dry_run:
+    # named without reading the corpus: its TFDS data is on the bucket
+    from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+    lm = spec.get("lm", spec)
+    name = tasks.task_name(lm["corpus"], os.path.basename(lm["vocabulary"]).split(".")[0],
+                           lm["extra_ids"], lm["objective"])
+  else:
+    name = cache_lib.register(spec)
   options = pipeline_args(args, name)
   if args.output.startswith("gs://") and args.runner == "direct":
     print("[cache] note: DirectRunner writes to the bucket from this machine; "
@@ -97,6 +131,9 @@ def cache(args):
     print(f"[cache] fine-tune from it: primer-mtf finetune --task {args.task} "
           f"--cache {args.output} --pretrained_dir RUN --model_dir OUT ...")
   else:
-    corpus_name = corpus_lib.canonical_name(args.corpus)
-    print(f"[cache] train from it: primer-mtf train --corpus {corpus_name} "
-          f"--cache {args.output} --model_dir RUN ...")
+    from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+    lm = spec
+    print("[cache] train from it: " + tasks.build_hint(
+        lm["corpus"], lm["vocab_size"], lm["vocabulary"], lm["objective"],
+        args.output).replace("primer-mtf cache", "primer-mtf train", 1).replace(
+            " --output ", " --cache ") + " --model_dir RUN")

@@ -102,6 +102,7 @@ def bindings(record, fmt, length):
          f"utils.run.init_checkpoint = {record['checkpoint']!r}",
          f"utils.run.train_steps = {record['pretrained_step'] + steps}",
          # a resume skips only the fine-tuning batches already trained on
+         "utils.run.skip_seen_data = True",
          f"utils.run.seen_data_init_step = {record['pretrained_step']}",
          f"utils.run.sequence_length = {lengths!r}",
          f"constant_learning_rate.learning_rate = {record['learning_rate']!r}",
@@ -129,7 +130,9 @@ def parse(record, extra_params=()):
   if record["mesh"]:
     files.append(configs.resolve("meshes", record["mesh"]))
   gin.clear_config()
-  configs.parse_files(files)
+  # the pretraining run's cache holds its LM task; fine-tuning only reads the
+  # pretrained vocabulary, never that cache
+  configs.parse_files(files, ["corpus_task.data_cache = None"])
   fmt = _format(record)
   pretrained_length = configs.sequence_length()["inputs"]
   configs.parse_files([configs.resolve("finetune", fmt)])
@@ -140,6 +143,8 @@ def parse(record, extra_params=()):
   configs.parse_files([], bindings(record, fmt, pretrained_length) +
                       list(record["gin_param"]) +
                       list(extra_params))
+  if record.get("cache"):   # refused here, before anything is written
+    text2text.text2text_task()
   checkpoints.check_matches(
       record["checkpoint"], vocabulary.vocab_size,
       "the checkpoint was trained with another architecture or vocabulary",
@@ -154,6 +159,7 @@ def train(model_dir, record):
       "pretrained_dir"]:
     raise UsageError("--model_dir is the pretrained folder; fine-tune into a new one")
   old = runs.read(model_dir)
+  old = old if old is None else {"cache": None, **old}   # records before --cache
   if old is not None and {k: v for k, v in old.items() if k != "gin_param"} != {
       k: v for k, v in record.items() if k != "gin_param"}:
     raise UsageError(f"{model_dir} holds another run; use a new --model_dir")
