@@ -225,7 +225,9 @@ def test_finetune_then_eval_follow_t5s_recipe(dry_runs):
       files + ["--gin_file=eval/decode.gin",
                '--gin_param=utils.run.eval_checkpoint_step = "all"'] + params)
   assert all("--model_dir=gs://my-bucket/runs/cola" in r for r in (finetune, evaluate))
-  assert not any("objectives/" in a or "corpus_task" in a for a in finetune + evaluate)
+  # nothing of pretraining's data but the cache it must not read
+  assert not any("objectives/" in a or ("corpus_task" in a and "data_cache = None" not in a)
+                 for a in finetune + evaluate)
 
 
 @graph
