@@ -8,7 +8,8 @@
 #
 #   launch/recipes/paper_lm.sh --corpus c4|c4_v301|lm1b|pg19 --name NAME --zone ZONE \
 #       --project PROJECT --bucket gs://BUCKET [--size SIZE] [--mesh MESH] \
-#       [--train_steps N] [--primer as_released|design|both] [--dry_run]
+#       [--train_steps N] [--primer as_released|design|both] [--cache gs://...|none]
+#       [--dry_run]
 #
 # Defaults are the release's (its README and gin files):
 #   --size      the paper's size for the corpus: lm1b small, c4 large, pg19 medium
@@ -21,6 +22,8 @@
 #               The planner counts activations at that microbatch, so tpu.sh's plan
 #               check stops a run where even 8,192 tokens do not fit; a smaller one
 #               is --gin_param with that binding (yours come after the recipe's).
+#   --cache     tpu.sh's: the pre-tokenized cache that a multi-host mesh reads
+#               (default gs://BUCKET/cache there; build it first with tpu.sh cache)
 #   --primer    as_released (default): Primer as the authors' release ran it
 #               (gin/models/primer_as_released.gin: its conv, and the pre/post norm
 #               that never took effect there), which is what reproduces the release's
@@ -40,9 +43,9 @@ cd "$(dirname "$0")/../.."
 source launch/common.sh
 
 # shellcheck disable=SC2034  # the flags are read back through ${!flag}
-size="" mesh="" corpus="" name="" zone="" project="" bucket="" train_steps="" tfds_data_dir="" vocabulary="" accelerator="" runtime="" primer=as_released
+size="" mesh="" corpus="" name="" zone="" project="" bucket="" train_steps="" tfds_data_dir="" vocabulary="" accelerator="" runtime="" cache="" primer=as_released
 flags=(size mesh corpus name zone project bucket train_steps tfds_data_dir vocabulary
-       accelerator runtime)
+       accelerator runtime cache)
 parse_flags "${flags[@]}" primer -- "$@"
 case "$primer" in
   as_released) primers=(primer_as_released) ;;
