@@ -127,6 +127,12 @@ if [ "$finetuning" = 1 ]; then
   case "$format" in delimited|prefix|encoder_decoder) ;;
     *) die "unknown --format '$format'; use delimited, prefix or encoder_decoder" ;;
   esac
+  # A fine-tuning run never shares the pretraining run's folder: it would resume
+  # the pretrained checkpoint and its optimizer state, and overwrite its config.
+  run="${run:-${model//\//_}_${size}_finetune_${task##*/}}"
+  if [ "${init_checkpoint%/*}" = "$bucket/runs/$run" ]; then
+    die "--init_checkpoint is in the run gs://.../runs/$run itself; fine-tune into another --run"
+  fi
 fi
 if [ "$checkpoints" = continuous ]; then
   case " ${commands[*]} " in *" eval "*)

@@ -505,6 +505,25 @@ def test_the_cache_step_submits_seqios_job_to_dataflow(dry_runs):
   assert "use_cached" not in _remote(train) and "data_cache" not in _remote(train)
 
 
+@graph   # the first case runs the planner
+@pytest.mark.parametrize("run, message", [
+    ((), "runs/primer_small_finetune_glue_cola_v002"),
+    (("--run", "primer_small"), "is in the run gs://.../runs/primer_small itself"),
+])
+def test_a_finetune_never_writes_into_the_pretraining_run(run, message):
+  """Pretraining then fine-tuning the same model and size: the fine-tune gets a
+  folder of its own, or is refused before anything (the planner included) runs."""
+  result = launch("tpu.sh", "finetune", *TPU_FLAGS, "--size", "small", "--mesh", "v3_8",
+                  "--init_checkpoint", "gs://my-bucket/runs/primer_small/model.ckpt-1000",
+                  "--task", "glue_cola_v002", "--dry_run", *run)
+  if run:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0]
+  else:
+    assert result.returncode == 0, result.stderr
+    assert f"--model_dir=gs://my-bucket/{message}" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (("--corpus", "wiki"), "--corpus is one of the paper's"),
     (("--corpus", "lm1b", "--primer", "latest"), "--primer is as_released"),
