@@ -127,7 +127,8 @@ def test_training_reads_the_cache_and_refuses_a_missing_or_foreign_one(caches, t
   assert "mesh_train_dataset_fn.use_cached = True" in config
   assert f"corpus_task.data_cache = '{caches}'" in config
   refusals = {
-      ("--cache", str(tmp_path / "none")): "no complete cache of task primer_mtf_lm_kjv_sp4096 under",
+      ("--cache", str(tmp_path / "none")):
+          "no complete cache of task primer_mtf_lm_kjv_sp4096 under",
       ("--cache", caches, "--objective", "lm_as_released"):
           "primer-mtf cache --corpus kjv --output",
   }

@@ -53,8 +53,9 @@ def check_reachable_by_workers(spec):
                      "--vocabulary gs://.../spm.model, or T5's with "
                      "--gin_param \"include 'vocabularies/t5.gin'\"")
   if lm["corpus"] not in corpus_lib.TFDS_CORPORA:
-    raise UsageError(f"--runner dataflow reads TFDS corpora ({', '.join(corpus_lib.TFDS_CORPORA)}); "
-                     f"cache {lm['corpus']} with the DirectRunner")
+    known = ", ".join(corpus_lib.TFDS_CORPORA)
+    raise UsageError(f"--runner dataflow reads TFDS corpora ({known}); cache "
+                     f"{lm['corpus']} with the DirectRunner")
   if spec["kind"] == "text2text" and os.path.isdir(spec["task"]):
     raise UsageError("--runner dataflow cannot read the task folder "
                      f"{spec['task']}; cache it with the DirectRunner")

@@ -446,8 +446,9 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
 
   Seed k is the same for every model; ``vary`` says what it changes: ``data``
   the training data order (``mesh_train_dataset_fn.seed``), ``init`` the initial
-  weights (``train --seed``, with the data order of seed 0), ``both`` the two. Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and
-  evaluates only checkpoints not evaluated yet, so it costs nothing once done.
+  weights (``train --seed``, with the data order of seed 0), ``both`` the two.
+  Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and evaluates
+  only checkpoints not evaluated yet, so it costs nothing once done.
   With ``jobs`` > 1 a seed's models train that many at a time, so a seed's pair
   is done together (a long study reads its seeds as they finish).
   """
