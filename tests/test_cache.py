@@ -173,9 +173,18 @@ def test_the_dataflow_job_is_checked_and_printed_not_run(tmp_path):
   for flags, message in refusals.items():
     bad = run_cli(*job, *flags)
     assert bad.returncode == 2 and message in bad.stderr.strip().splitlines()[-1]
-  bad = run_cli("cache", "--output", "gs://b/c", "--runner", "dataflow", "--dry_run",
-                "--worker_image", "i")
-  assert bad.returncode == 2 and "needs --project, --region, --temp_location" in bad.stderr
+  flag_refusals = {
+      ("--output", "gs://b/c", "--worker_image", "i"):
+          "needs --project, --region, --temp_location",
+      ("--output", "gs://b/c", "--project", "p", "--region", "r",
+       "--temp_location", "gs://b/t"): "needs --worker_image",
+      ("--output", "caches", "--project", "p", "--region", "r",
+       "--temp_location", "gs://b/t", "--worker_image", "i"): "is not a gs:// path",
+  }
+  for flags, message in flag_refusals.items():
+    bad = run_cli("cache", "--runner", "dataflow", "--dry_run", *flags)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and message in lines[0], bad.stderr
 
 
 def test_a_cached_run_can_resume_from_its_input_checkpoint_instead_of_skipping(

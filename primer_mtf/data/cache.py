@@ -63,17 +63,10 @@ def task_dir(cache_dir, task_name):
   return os.path.join(cache_dir, seqio.get_task_dir_from_name(task_name))
 
 
-def vocabulary_digest(task_name):
-  """sha256 of the task's SentencePiece pieces (None for a bucket path)."""
-  from primer_mtf.data import vocab  # pylint: disable=g-import-not-at-top
-  path = seqio.get_mixture_or_task(task_name).output_features[
-      "targets"].vocabulary.sentencepiece_model_file
-  return None if "://" in path else vocab.digest(path)
-
-
-def add_pipeline(pipeline, spec, cache_dir, min_shards=MIN_SHARDS,
+def add_pipeline(pipeline, spec, name, cache_dir, min_shards=MIN_SHARDS,
                  tfds_data_dir=None):
-  """Adds seqio's cache job for the task of ``spec`` to a Beam pipeline.
+  """Adds seqio's cache job for the task ``name``, registered from ``spec``, to a
+  Beam pipeline.
 
   This is ``seqio.scripts.cache_tasks_main.run_pipeline`` for one task, built
   from the same ``seqio.beam_utils`` transforms, with one difference: the task's
@@ -83,7 +76,6 @@ def add_pipeline(pipeline, spec, cache_dir, min_shards=MIN_SHARDS,
   """
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from seqio import beam_utils  # pylint: disable=g-import-not-at-top
-  name = register(spec)
   task = seqio.get_mixture_or_task(name)
   output_dir = task_dir(cache_dir, name)
   completions = []
@@ -117,12 +109,13 @@ def add_pipeline(pipeline, spec, cache_dir, min_shards=MIN_SHARDS,
   return output_dir
 
 
-def build(spec, cache_dir, pipeline_args=("--runner=DirectRunner",),
+def build(spec, name, cache_dir, pipeline_args=("--runner=DirectRunner",),
           min_shards=MIN_SHARDS, tfds_data_dir=None, overwrite=False):
-  """Runs the cache job; returns (task folder, seconds). An existing complete
-  cache of the task is kept unless ``overwrite``."""
+  """Runs the cache job of the task ``name`` (``register(spec)``); returns (task
+  folder, seconds). An existing complete cache of the task is kept unless
+  ``overwrite``."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  name = register(spec)
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
   output_dir = task_dir(cache_dir, name)
   check_absent(cache_dir, name, overwrite)
   if tf.io.gfile.exists(output_dir):   # an older cache, or a job that died
@@ -130,11 +123,11 @@ def build(spec, cache_dir, pipeline_args=("--runner=DirectRunner",),
   tf.io.gfile.makedirs(output_dir)
   with tf.io.gfile.GFile(os.path.join(output_dir, SPEC_FILE), "w") as f:
     json.dump({"spec": spec, "task": name,
-               "vocabulary_pieces_sha256": vocabulary_digest(name)}, f, indent=1)
+               "vocabulary_pieces_sha256": tasks.vocabulary_digest(name)}, f, indent=1)
   start = time.time()
   options = beam.options.pipeline_options.PipelineOptions(list(pipeline_args))
   with beam.Pipeline(options=options) as pipeline:
-    add_pipeline(pipeline, spec, cache_dir, min_shards, tfds_data_dir)
+    add_pipeline(pipeline, spec, name, cache_dir, min_shards, tfds_data_dir)
   return output_dir, time.time() - start
 
 
@@ -168,11 +161,11 @@ def check(cache_dir, task_name, build_hint):
                      f"build it with `{build_hint}`")
   with tf.io.gfile.GFile(spec_path) as f:
     built = json.load(f)
-  digest = vocabulary_digest(task_name)
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+  digest = tasks.vocabulary_digest(task_name)
   recorded = built.get("vocabulary_pieces_sha256")
   # a bucket vocabulary is not read here: its path stands for its pieces
-  path = seqio.get_mixture_or_task(task_name).output_features[
-      "targets"].vocabulary.sentencepiece_model_file
+  path = tasks.vocabulary_file(task_name)
   built_path = built.get("spec", {}).get("lm", built.get("spec", {})).get("vocabulary")
   if (digest and recorded and digest != recorded) or (
       digest is None and built_path and built_path != path):

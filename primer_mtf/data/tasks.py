@@ -120,6 +120,19 @@ def task_name(corpus_key, vocab_name, extra_ids=0, objective="eos_per_document")
   return name
 
 
+def vocabulary_file(task):
+  """The SentencePiece model file of a registered task's targets."""
+  return seqio.get_mixture_or_task(task).output_features[
+      "targets"].vocabulary.sentencepiece_model_file
+
+
+def vocabulary_digest(task):
+  """sha256 of the task's SentencePiece pieces; None for a bucket path, which
+  is not read here."""
+  path = vocabulary_file(task)
+  return None if "://" in path else vocab_lib.digest(path)
+
+
 def trained_vocabulary(corpus, vocab_size, cache_dir=None):
   """Path of the SentencePiece model trained on a resolved ``corpus`` (cached)."""
   return vocab_lib.cached(corpus.vocab_documents, vocab_size, corpus.key, cache_dir)
@@ -187,9 +200,15 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
   return name
 
 
+def task_flags(vocab_size, vocabulary, objective):
+  """The ``primer-mtf`` flags besides ``--corpus`` that name an LM task, as
+  ``cache`` and ``train`` take them."""
+  names = {v: k for k, v in OBJECTIVE_FILES.items()}
+  flags = f"--vocabulary {vocabulary}" if vocabulary else f"--vocab_size {vocab_size}"
+  return flags + f" --objective {names.get(objective, objective)}"
+
+
 def build_hint(corpus, vocab_size, vocabulary, objective, data_cache):
   """The ``primer-mtf cache`` command that builds a task's cache."""
-  names = {v: k for k, v in OBJECTIVE_FILES.items()}
-  hint = f"primer-mtf cache --corpus {corpus} --output {data_cache}"
-  hint += f" --vocabulary {vocabulary}" if vocabulary else f" --vocab_size {vocab_size}"
-  return hint + f" --objective {names.get(objective, objective)}"
+  return (f"primer-mtf cache --corpus {corpus} --output {data_cache} "
+          f"{task_flags(vocab_size, vocabulary, objective)}")

@@ -61,10 +61,11 @@ def check_reachable_by_workers(spec):
                      f"{spec['task']}; cache it with the DirectRunner")
 
 
-def pipeline_args(args, task_name):
-  """Beam's options for the runner, checked before anything runs."""
-  if args.runner == "direct":
-    return ["--runner=DirectRunner"]
+def check_dataflow_flags(args):
+  """Dataflow's flags, before anything (a vocabulary among it) is made."""
+  if not args.worker_image:
+    raise UsageError("--runner dataflow needs --worker_image: build "
+                     "launch/dataflow/Dockerfile and push it (see the README)")
   missing = [f"--{k}" for k in ("project", "region", "temp_location")
              if not getattr(args, k)]
   if missing:
@@ -73,6 +74,12 @@ def pipeline_args(args, task_name):
     if not getattr(args, flag).startswith("gs://"):
       raise UsageError(f"--{flag} {getattr(args, flag)} is not a gs:// path; "
                        "Dataflow workers write to Cloud Storage")
+
+
+def pipeline_args(args, task_name):
+  """Beam's options for the runner (Dataflow's flags checked already)."""
+  if args.runner == "direct":
+    return ["--runner=DirectRunner"]
   job = re.sub(r"[^a-z0-9-]", "-", f"primer-mtf-cache-{task_name}".lower())[:63]
   options = ["--runner=DataflowRunner", f"--project={args.project}",
              f"--region={args.region}", f"--temp_location={args.temp_location}",
@@ -90,10 +97,7 @@ def cache(args):
   """Checks everything, then builds the cache (or prints the job's options)."""
   from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
   if args.runner == "dataflow":
-    if not args.worker_image:
-      raise UsageError("--runner dataflow needs --worker_image: build "
-                       "launch/dataflow/Dockerfile and push it (see the README)")
-    pipeline_args(args, "check")
+    check_dataflow_flags(args)
   spec = spec_of(args)
   if args.runner == "dataflow" and args.dry_run:
     # named without reading the corpus: its TFDS data is on the bucket
@@ -124,8 +128,8 @@ def cache(args):
   cache_lib.check_absent(args.output, name, args.overwrite)
   print(f"[cache] {name}: tokenizing with seqio's cache job on "
         f"{options[0].split('=')[1]} into {args.output}", file=sys.stderr, flush=True)
-  folder, seconds = cache_lib.build(spec, args.output, options, args.min_shards,
-                                    args.tfds_data_dir, args.overwrite)
+  folder, seconds = cache_lib.build(spec, name, args.output, options,
+                                    args.min_shards, args.tfds_data_dir, args.overwrite)
   size = cache_lib.size_bytes(folder)
   print(f"[cache] wrote {folder}: {size / 2**20:.1f} MiB in {seconds:.0f} s")
   if args.task:
@@ -133,8 +137,6 @@ def cache(args):
           f"--cache {args.output} --pretrained_dir RUN --model_dir OUT ...")
   else:
     from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
-    lm = spec
-    print("[cache] train from it: " + tasks.build_hint(
-        lm["corpus"], lm["vocab_size"], lm["vocabulary"], lm["objective"],
-        args.output).replace("primer-mtf cache", "primer-mtf train", 1).replace(
-            " --output ", " --cache ") + " --model_dir RUN")
+    flags = tasks.task_flags(spec["vocab_size"], spec["vocabulary"], spec["objective"])
+    print(f"[cache] train from it: primer-mtf train --corpus {spec['corpus']} {flags} "
+          f"--cache {args.output} --model_dir RUN")

@@ -18,6 +18,7 @@ from mesh_tensorflow.transformer import utils as mtf_utils
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
+from primer_mtf.running import checkpoints
 from primer_mtf.running import divergence
 from primer_mtf.running import events
 
@@ -141,7 +142,9 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
       [divergence.FiniteWeightsBeforeSave(estimator.model_dir)])
   if seed is not None:
     seeded_initial_weights(estimator, seed)
-  seen = _checkpoint_step(estimator.model_dir) - kwargs.get("seen_data_init_step", 0)
+  newest = tf.train.latest_checkpoint(estimator.model_dir)
+  seen = (checkpoints.step_of(newest) if newest else 0) - kwargs.get(
+      "seen_data_init_step", 0)
   if kwargs.get("skip_seen_data") and seen > 0:
     print(f"[train] skipping the {seen:,} batches already trained on, so the run "
           "continues its data stream", file=sys.stderr, flush=True)
@@ -178,7 +181,3 @@ def seeded_initial_weights(estimator, seed):
 
   estimator._model_fn = seeded_model_fn
 
-
-def _checkpoint_step(model_dir):
-  path = tf.train.latest_checkpoint(model_dir)
-  return int(path.rsplit("-", 1)[1]) if path else 0

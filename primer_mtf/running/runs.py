@@ -192,15 +192,13 @@ def check_vocabulary(record, task, model_dir):
   """The task's vocabulary is the one the run trained with (the hash of the
   SentencePiece model's pieces in the record); returns the hash (None for a
   bucket path)."""
-  import seqio  # pylint: disable=g-import-not-at-top
-  from primer_mtf.data import vocab  # pylint: disable=g-import-not-at-top
-  path = seqio.get_mixture_or_task(task).output_features[
-      "targets"].vocabulary.sentencepiece_model_file
-  if "://" in path:
+  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
+  digest = tasks.vocabulary_digest(task)
+  if digest is None:
     return None
-  digest = vocab.digest(path)
   recorded = (record or {}).get("vocabulary_pieces_sha256")
   if recorded and recorded != digest:
+    path = tasks.vocabulary_file(task)
     raise UsageError(f"{model_dir} was trained with another vocabulary than {path} "
                      "(that file changed since); give the run's own SentencePiece "
                      "model with --vocabulary")
