@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from primer_mtf.running import bench
+from primer_mtf.bench import tool as bench
 
 FORMS = ("pack_safe", "fused", "release")
 

@@ -39,7 +39,7 @@ import time
 import mesh_tensorflow as mtf
 import tensorflow.compat.v1 as tf
 
-from primer_mtf.running import bench
+from primer_mtf.bench import tool as bench
 
 LAYOUT_OPS = {"Transpose", "Reshape", "ExpandDims", "Squeeze", "Pad", "Slice",
               "StridedSlice", "ConcatV2", "Pack", "Unpack", "Identity", "Const",

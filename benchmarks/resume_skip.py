@@ -21,7 +21,7 @@ import numpy as np
 
 import primer_mtf
 from primer_mtf import configs
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 POD = {"steps": 500_000, "tokens_per_step": 65_536}   # a C4 run at the paper's batch
 

@@ -73,7 +73,7 @@ def width_params(width):
 def run_width(width, seeds, models, folder, reuse=None, train_steps=None,
               corpus="kjv", evaluations=10, schedule="rsqrt", jobs=1):
   """Trains (or resumes) and compares one width's runs; its compare summary."""
-  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top
   os.makedirs(folder, exist_ok=True)
   if reuse and not os.path.exists(os.path.join(folder, "runs")):
     os.symlink(os.path.abspath(os.path.join(reuse, "runs")),
@@ -120,7 +120,7 @@ def compare_finished(width, folder, models, train_steps):
   if not seeds:
     print(f"[scaling] {folder}: no seed finished yet", file=sys.stderr)
     return None, []
-  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top
   print(f"[scaling] d_model {width}: compare {' '.join(dirs)} --output {folder}"
         + (" --group" if len(seeds) > 1 else ""), file=sys.stderr, flush=True)
   summary, _, _ = compare.compare(dirs, folder, group_by_model=len(seeds) > 1)
@@ -229,7 +229,7 @@ def plot_by_budget(ax, rows, models):
 
 def record(corpus, rows, args, argv, partial):
   """The JSON record of one corpus: the setting, the criterion, every width."""
-  from primer_mtf.running import compare  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top
   budgets = sorted({e["budget_steps"] for r in rows for v in r["models"].values()
                     for e in v["by_budget"]})
   return {"command": "benchmarks/scaling.py " + " ".join(argv),

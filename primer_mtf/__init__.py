@@ -2,7 +2,7 @@
 
 Importing the package registers its gin configurables (all under the gin module
 ``primer_mtf``), which is all that ``t5_mesh_transformer --module_import=primer_mtf``
-needs. The code is grouped by role: ``layers/``, ``data/``, ``planning/``, ``running/``.
+needs. The code is grouped by role: ``layers/``, ``data/``, ``planning/``, ``training/`` (inside training), ``commands/``, ``bench/``.
 
 One exception: when the ``primer-mtf`` command is the program (``primer-mtf`` or
 ``python -m primer_mtf``), the stack loads only once its flags are parsed (the
@@ -35,7 +35,7 @@ def load():
   from primer_mtf.layers.layer_stack import PrePostNormLayerStack
   from primer_mtf.layers.mdha import MDHA
   from primer_mtf.planning.accelerators import accelerator
-  from primer_mtf.running.progress import train_with_progress
+  from primer_mtf.training.progress import train_with_progress
   globals().update({k: v for k, v in locals().items() if k in __all__})
 
 

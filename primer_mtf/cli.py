@@ -1,7 +1,7 @@
 """The ``primer-mtf`` command: argument parsing and dispatch, nothing else.
 
-What the commands do lives with their role: runs in ``running/runs.py``, eval in
-``running/evaluation.py``, plans in ``planning/planner.py``, vocabularies in
+What the commands do lives with their role: runs in ``commands/runs.py``, eval in
+``commands/evaluation.py``, plans in ``planning/planner.py``, vocabularies in
 ``data/``.
 """
 
@@ -205,7 +205,7 @@ def _set_verbosity(verbose):
 
 
 def train(args):
-  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
   gin_param = list(args.gin_param)
   if args.train_steps is not None:
     gin_param.append(f"utils.run.train_steps = {args.train_steps}")
@@ -219,7 +219,7 @@ def train(args):
 
 
 def cache(args):
-  from primer_mtf.running import caching  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import caching  # pylint: disable=g-import-not-at-top
   caching.cache(args)
   return 0
 
@@ -234,7 +234,7 @@ def _eval_line(row):
 
 
 def evaluate(args):
-  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
   new = []
 
   def report(row):
@@ -256,7 +256,7 @@ def evaluate(args):
 
 
 def finetune(args):
-  from primer_mtf.running import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
   lengths = None
   if args.inputs_length or args.targets_length:
     from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
@@ -272,7 +272,7 @@ def finetune(args):
 
 
 def compare(args):
-  from primer_mtf.running import compare as compare_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import compare as compare_lib  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
   if args.train:
     if args.model_dirs:
@@ -320,7 +320,7 @@ def vocab(args):
 
 
 def bench(args):
-  from primer_mtf.running import bench as bench_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.bench import tool as bench_lib  # pylint: disable=g-import-not-at-top
   command = ["primer-mtf bench"] + ["--quick"] * args.quick + ["--out", args.out]
   if args.only:
     command += ["--only", *args.only]
@@ -375,7 +375,7 @@ def _add_sample_and_score_parsers(sub):
 
 
 def sample(args):
-  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   _, results = sampling.sample(
       args.model_dir, args.prompt, args.max_new_tokens, args.temperature,
       args.top_k, args.seed, args.num_samples, args.mesh, args.checkpoint_step,
@@ -386,7 +386,7 @@ def sample(args):
 
 
 def score(args):
-  from primer_mtf.running import scoring  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import scoring  # pylint: disable=g-import-not-at-top
   _, paths = scoring.score(
       args.model_dir, args.task, args.shots, args.seed, args.limit, args.normalize,
       args.mesh, args.checkpoint_step, args.train_file, args.tfds_data_dir,

@@ -12,7 +12,7 @@ import tensorflow.compat.v1 as tf
 
 import primer_mtf
 from primer_mtf.data import pod_input
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 from conftest import REPO, run_cli
 
@@ -24,7 +24,7 @@ POD_HOST = """
 import sys, types
 sys.modules["tensorflow_text"] = types.ModuleType("tensorflow_text")
 import primer_mtf
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 from primer_mtf.data import pod_input
 import tensorflow.compat.v1 as tf
 runs.parse(runs.make_record("transformer", "tiny", "cpu", sys.argv[1], 4096,

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from primer_mtf import cli
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 from conftest import REPO
 

@@ -8,8 +8,8 @@ import pytest
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf import cli
-from primer_mtf.running import compare
-from primer_mtf.running import runs
+from primer_mtf.commands import compare
+from primer_mtf.commands import runs
 
 from conftest import run_cli
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 pytestmark = pytest.mark.graph
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf.running import evaluation
+from primer_mtf.commands import evaluation
 
 
 def _write_events(eval_dir, suffix, steps):

@@ -9,8 +9,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
-from primer_mtf.running import progress
-from primer_mtf.running.progress import ProgressHook
+from primer_mtf.training import progress
+from primer_mtf.training.progress import ProgressHook
 
 LINE = re.compile(r"\[train\] step (\d+)/(\d+) loss (-?\d+\.\d{4}) "
                   r"tokens/s ([\d,]+) ETA (\d+):(\d\d):(\d\d)")

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from primer_mtf import cli
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 PROMPTS = ["In the beginning God created", "And the LORD spake unto Moses, saying,",
            "Blessed are the meek:", "Then Jesus answered and said unto them,"]
@@ -58,7 +58,7 @@ def fails(capsys, argv, message):
 def greedy(model_dir, mesh):
   """(prompt ids, decoded [n, length] ids, teacher-forced argmax [n, length])
   from one restored model on ``mesh``."""
-  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   run = sampling.open_run(model_dir, mesh)
   vocab = sampling.vocabulary()
   prompts = [vocab.encode(p) for p in PROMPTS]
@@ -72,7 +72,7 @@ def greedy(model_dir, mesh):
 @pytest.mark.e2e
 @pytest.mark.parametrize("mesh", ["cpu", "cpu_2x2"])
 def test_greedy_decoding_is_the_teacher_forced_argmax(model_dir, mesh):
-  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   prompts, out, argmax = greedy(model_dir, mesh)
   decoded = []
   for row, prompt in enumerate(prompts):
@@ -99,7 +99,7 @@ def test_2x2_mesh_decodes_what_one_device_decodes(model_dir):
 def test_top_k_temperature_and_seed(model_dir):
   """Top-k sampling draws only from the k most likely tokens (given the tokens
   drawn before); top-1 is greedy; a seed repeats its draw, another differs."""
-  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   prompts, greedy_out, _ = greedy(model_dir, "cpu")
   run = sampling.open_run(model_dir)
   with sampling.RestoredLM(run) as lm:
@@ -123,7 +123,7 @@ def test_top_k_temperature_and_seed(model_dir):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_sample_command_prints_text_and_json(capsys, model_dir):
-  from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   prompts, out, _ = greedy(model_dir, "cpu")
   result = run_cli("sample", "--model_dir", model_dir, "--prompt", PROMPTS[0],
                    "--prompt", PROMPTS[1], "--max_new_tokens", str(NEW), "--json")

@@ -251,7 +251,7 @@ def _log_softmax(x):
 def test_scores_are_the_teacher_forced_sum_of_log_softmax(model_dir):
   """utils.run's score_from_strings (the scoring route) against numpy's
   log-softmax of the restored model's teacher-forced logits."""
-  from primer_mtf.running import sampling, scoring  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling, scoring  # pylint: disable=g-import-not-at-top
   run = sampling.open_run(model_dir)
   vocab = sampling.vocabulary()
   queries = fewshot.kjv_ending("validation")[:5]
@@ -274,7 +274,7 @@ def test_scores_are_the_teacher_forced_sum_of_log_softmax(model_dir):
 def test_exact_match_counts_greedy_continuations(model_dir, tmp_path):
   """A generative JSONL task whose answers are the model's own greedy
   continuations for half the examples and wrong for the other half: 50%."""
-  from primer_mtf.running import sampling, scoring  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import sampling, scoring  # pylint: disable=g-import-not-at-top
   run = sampling.open_run(model_dir)
   vocab = sampling.vocabulary()
   contexts = [ex.context for ex in fewshot.kjv_last_word("validation")[:24]]
@@ -328,7 +328,7 @@ def test_one_shot_kjv_ending_trained_above_chance_untrained_at_chance(model_dir,
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert (f"[score] skipping super_glue/copa: TFDS dataset super_glue/copa:1.0.2 "
           f"is not prepared under {empty_tfds}") in trained.stdout
-  from primer_mtf.running import scoring  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import scoring  # pylint: disable=g-import-not-at-top
   scoring.score(model_dir, ["kjv_ending"], shots=1, limit=LIMIT, checkpoint_step=0,
                 report=lambda _: None)
   with open(os.path.join(model_dir, "score_kjv_ending_1shot.json")) as f:

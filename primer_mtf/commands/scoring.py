@@ -30,7 +30,7 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf.data import fewshot
 from primer_mtf.errors import UsageError
-from primer_mtf.running import sampling
+from primer_mtf.commands import sampling
 
 SCORE_DIR = "score"
 

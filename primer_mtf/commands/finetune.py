@@ -27,9 +27,9 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
 from primer_mtf.errors import UsageError
-from primer_mtf.running import checkpoints
-from primer_mtf.running import evaluation
-from primer_mtf.running import runs
+from primer_mtf.training import checkpoints
+from primer_mtf.commands import evaluation
+from primer_mtf.commands import runs
 
 # --format: a file of gin/finetune/ (encoder_decoder for bi/* checkpoints)
 DECODER_ONLY_FORMATS = ("delimited", "prefix")

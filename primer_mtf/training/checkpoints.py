@@ -13,7 +13,7 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf.errors import UsageError
 from primer_mtf.planning import model_graph
-from primer_mtf.running import divergence
+from primer_mtf.training import divergence
 
 
 NOT_WEIGHTS = ("global_step", divergence.SKIPPED_STEPS)  # training state

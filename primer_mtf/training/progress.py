@@ -18,9 +18,9 @@ from mesh_tensorflow.transformer import utils as mtf_utils
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
-from primer_mtf.running import checkpoints
-from primer_mtf.running import divergence
-from primer_mtf.running import events
+from primer_mtf.training import checkpoints
+from primer_mtf.training import divergence
+from primer_mtf.training import events
 
 TRAIN_LOG = "train_progress.jsonl"
 
@@ -120,8 +120,8 @@ def train_with_progress(estimator, vocabulary, sequence_length, batch_size,
                         train_dataset_fn, train_steps, ensemble_inputs,
                         every_n_steps=10, seed=None, **kwargs):
   """``utils.train_model`` with a :class:`ProgressHook`, the divergence guard
-  (:mod:`primer_mtf.running.divergence`) and the graph in the first events file
-  only (:mod:`primer_mtf.running.events`). Tokens are the padded
+  (:mod:`primer_mtf.training.divergence`) and the graph in the first events file
+  only (:mod:`primer_mtf.training.events`). Tokens are the padded
   positions a step reads: the targets of a decoder-only LM; the inputs and the
   targets of encoder-decoders and of delimited LMs (one sequence of both).
 

@@ -208,7 +208,7 @@ def check_vocabulary(record, task, model_dir):
 def check_checkpoint(model_dir, task, fix):
   """The newest checkpoint of ``model_dir`` holds the configured model (or there
   is none); returns its path."""
-  from primer_mtf.running import checkpoints  # pylint: disable=g-import-not-at-top
+  from primer_mtf.training import checkpoints  # pylint: disable=g-import-not-at-top
   path = tf.train.latest_checkpoint(model_dir)
   if path:
     checkpoints.check_matches(path, vocabulary_size(task),
@@ -221,8 +221,8 @@ def train(model_dir, record):
   the flags, gin, the layout, the objective, the corpus and vocabulary, and on a
   resume that the newest checkpoint holds this model."""
   from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
-  from primer_mtf.running import checkpoints  # pylint: disable=g-import-not-at-top
-  from primer_mtf.running import divergence  # pylint: disable=g-import-not-at-top
+  from primer_mtf.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from primer_mtf.training import divergence  # pylint: disable=g-import-not-at-top
   resuming = check_resume(model_dir, record)
   parse(record)
   final_step = configs.query("utils.run.train_steps")
@@ -255,8 +255,8 @@ def train(model_dir, record):
 def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
              max_batches=100, **follow):
   """Perplexity eval of every checkpoint of the run in ``model_dir`` not yet
-  evaluated; ``follow``: see :func:`primer_mtf.running.evaluation.evaluate`."""
-  from primer_mtf.running import evaluation  # pylint: disable=g-import-not-at-top
+  evaluated; ``follow``: see :func:`primer_mtf.commands.evaluation.evaluate`."""
+  from primer_mtf.commands import evaluation  # pylint: disable=g-import-not-at-top
   record = read(model_dir)
   if record is None:
     raise UsageError(f"{model_dir} is not a primer-mtf run (no {RUN_RECORD}); "
@@ -264,7 +264,7 @@ def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
   if mesh:
     record["mesh"] = mesh
   if record.get("kind") == "finetune":
-    from primer_mtf.running import finetune  # pylint: disable=g-import-not-at-top
+    from primer_mtf.commands import finetune  # pylint: disable=g-import-not-at-top
     return finetune.evaluate(model_dir, record, gin_params, **follow)
   from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
   parse(record, gin_params)

@@ -20,7 +20,7 @@ import tensorflow.compat.v1 as tf
 from t5.models import mesh_transformer
 
 from primer_mtf import configs
-from primer_mtf.running import progress
+from primer_mtf.training import progress
 from primer_mtf.errors import UsageError
 from primer_mtf.data.tasks import corpus_task
 

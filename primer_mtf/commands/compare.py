@@ -20,8 +20,8 @@ import tensorflow.compat.v1 as tf
 
 from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
-from primer_mtf.running import progress
-from primer_mtf.running import runs
+from primer_mtf.training import progress
+from primer_mtf.commands import runs
 
 AXES = ("flops", "steps", "seconds")
 SUMMARY = "compare.json"
@@ -509,7 +509,7 @@ VARIED = {"data": "the training data order only", "init": "the initial weights o
 
 def seed_flags(vary, seed):
   """``train`` flags for seed ``seed`` of a comparison that varies ``vary``."""
-  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
   if vary not in VARIED:
     raise UsageError(f"--vary is one of {', '.join(VARIED)}, not {vary!r}")
   base = runs.DEFAULT_SEED

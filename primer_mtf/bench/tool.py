@@ -491,7 +491,7 @@ class Decoder:
   restored variables."""
 
   def __init__(self, model, size, batch, prompt, new_tokens):
-    from primer_mtf.running import sampling  # pylint: disable=g-import-not-at-top
+    from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
     self.total = prompt + new_tokens
     self.model, self.size = model, size
     self.gin_params = bindings(batch, self.total)

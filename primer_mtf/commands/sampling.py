@@ -27,7 +27,7 @@ from t5.models import mesh_transformer
 
 from primer_mtf import configs
 from primer_mtf.errors import UsageError
-from primer_mtf.running import runs
+from primer_mtf.commands import runs
 
 EOS = 1
 

@@ -18,7 +18,7 @@ def spec_of(args):
   """The task to cache, from the same flags and gin that ``train`` parses."""
   from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
   from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
-  from primer_mtf.running import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
   # any model of the objective's kind: only the task's settings are read
   encoder_decoder = tasks.OBJECTIVE_FILES.get(
       args.objective) in tasks.ENCODER_DECODER_OBJECTIVES

@@ -1,0 +1,1 @@
+"""The command flows: one module per ``primer-mtf`` subcommand (and the run they share)."""

@@ -1,1 +1,0 @@
-"""Running: runs (record and resume rules), training progress and checkpoint evaluation."""
