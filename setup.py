@@ -8,11 +8,20 @@ import setuptools
 from setuptools.command.build_py import build_py
 
 
+# The recorded results `primer-mtf bench` reads (primer_mtf/bench/records.py: NAMES)
+BENCH_RECORDS = ("compare_tiny_six_models_3_seeds.json",
+                 "scaling_transformer_primer_ez.json",
+                 "planner_memory_tiny_small_medium.json")
+
+
 class BuildPyWithPth(build_py):
-  """Adds the .pth start-up hook and the gin configs to the built package.
+  """Adds the .pth start-up hook, the gin configs and bench's records to the
+  built package.
 
   primer_mtf_compat.pth lets T5's own binary import mesh-tensorflow on TF 2.15;
-  the top-level gin/ folder is installed as primer_mtf/gin.
+  the top-level gin/ folder is installed as primer_mtf/gin; the benchmark records
+  `primer-mtf bench` reads go from benchmarks/results/ to primer_mtf/bench/records,
+  so the installed command finds them in any folder.
   """
 
   def run(self):
@@ -20,6 +29,11 @@ class BuildPyWithPth(build_py):
     self.copy_file("primer_mtf_compat.pth",
                    os.path.join(self.build_lib, "primer_mtf_compat.pth"))
     self.copy_tree("gin", os.path.join(self.build_lib, "primer_mtf", "gin"))
+    records = os.path.join(self.build_lib, "primer_mtf", "bench", "records")
+    self.mkpath(records)
+    for name in BENCH_RECORDS:
+      self.copy_file(os.path.join("benchmarks", "results", name),
+                     os.path.join(records, name))
 
 
 setuptools.setup(

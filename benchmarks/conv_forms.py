@@ -8,10 +8,10 @@ benchmarks/results/conv_forms_small_*.json were made at the commit that also had
 two exact candidate forms, "shared_mask" (the masks computed once a layer for Q,
 K and V) and "fused_qkv" (one stacked Q/K/V projection and one conv); neither was
 cheaper, and both were removed. Each round times every form once, the order
-rotating (``bench.interleave``); each figure is the median over rounds of the
-per-round ratio of a form's step time to the pack-safe form's, in this process's
-CPU seconds (wall-clock beside it). The transformer is timed in the same rounds
-for the overhead over the baseline.
+rotating (``primer_mtf.bench.harness.interleave``); each figure is the median over
+rounds of the per-round ratio of a form's step time to the pack-safe form's, in
+this process's CPU seconds (wall-clock beside it). The transformer is timed in the
+same rounds for the overhead over the baseline.
 
     PYTHONPATH=. .venv/bin/python benchmarks/conv_forms.py --out bench/conv_forms
 """
@@ -20,7 +20,9 @@ import json
 import os
 import sys
 
-from primer_mtf.bench import tool as bench
+from primer_mtf.bench import harness
+from primer_mtf.bench import report
+from primer_mtf.bench import train_step
 
 FORMS = ("pack_safe", "fused", "release")
 
@@ -39,7 +41,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   if "pack_safe" not in args.forms:
     args.forms.insert(0, "pack_safe")
-  steps = bench.Steps()
+  steps = train_step.Steps()
   arms = {}
   try:
     if not args.no_transformer:
@@ -48,26 +50,26 @@ def main(argv=None):
     for form in args.forms:
       arms[form] = steps.get("primer_ez", args.size, args.batch, args.length,
                              gin_params=[f"MDHA.conv_form = '{form}'"])
-    bench.log(f"timing {', '.join(arms)} ({args.rounds} rounds of {args.steps} "
+    harness.log(f"timing {', '.join(arms)} ({args.rounds} rounds of {args.steps} "
               "steps)")
-    times = bench.interleave({n: (lambda a=a: a(args.steps)) for n, a in arms.items()},
-                             args.rounds, args.warmup)
-    ratios = {f"{form}/pack_safe": bench.ratio(times, form, "pack_safe")
+    times = harness.interleave(
+        {n: (lambda a=a: a(args.steps)) for n, a in arms.items()}, args.rounds,
+        args.warmup)
+    ratios = {f"{form}/pack_safe": harness.ratio(times, form, "pack_safe")
               for form in args.forms if form != "pack_safe"}
     if "release" in args.forms:
-      ratios["pack_safe/release"] = bench.ratio(times, "pack_safe", "release")
+      ratios["pack_safe/release"] = harness.ratio(times, "pack_safe", "release")
     if "transformer" in arms:
-      ratios.update({f"{form}/transformer": bench.ratio(times, form, "transformer")
+      ratios.update({f"{form}/transformer": harness.ratio(times, form, "transformer")
                      for form in args.forms})
     result = {
         "command": "PYTHONPATH=. .venv/bin/python benchmarks/conv_forms.py "
                    + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": bench.machine(),
+        "machine": report.machine(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "ratios": ratios,
-        "times": {n: bench._summary(times, n) for n in arms},  # pylint: disable=protected-access
-        "losses_finite": {n: bench._finite_losses(a)  # pylint: disable=protected-access
-                          for n, a in arms.items()}}
+        "times": {n: harness.summary(times, n) for n in arms},
+        "losses_finite": {n: a.finite() for n, a in arms.items()}}
   finally:
     steps.close()
   os.makedirs(args.out, exist_ok=True)

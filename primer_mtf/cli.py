@@ -320,15 +320,15 @@ def vocab(args):
 
 
 def bench(args):
-  from primer_mtf.bench import tool as bench_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.bench import report, runner  # pylint: disable=g-import-not-at-top
   command = ["primer-mtf bench"] + ["--quick"] * args.quick + ["--out", args.out]
   if args.only:
     command += ["--only", *args.only]
   if args.memory_sizes:
     command += ["--memory_sizes", *args.memory_sizes]
-  result, paths = bench_lib.run(args.quick, args.out, args.only, args.memory_sizes,
-                                " ".join(command))
-  print(bench_lib.markdown(result), end="")
+  result, paths = runner.run(args.quick, args.out, args.only, args.memory_sizes,
+                             " ".join(command))
+  print(report.markdown(result), end="")
   print(f"[bench] wrote {', '.join(paths)}")
   return 0
 
