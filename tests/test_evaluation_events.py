@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
@@ -51,9 +52,90 @@ def eval_dir(tmp_path):
   return path
 
 
-def test_event_files_are_two_real_ones(eval_dir):
-  names = sorted(os.listdir(eval_dir))
-  assert len([n for n in names if n.startswith("events.out.tfevents.")]) == 2, names
+def _estimator_evals_write(evals):
+  """What ``Estimator.evaluate`` writes after each eval (mesh-tensorflow's
+  perplexity eval is one): the same functions, called directly, through the
+  process's one cached writer per folder, with the checkpoint path summary it
+  adds. ``evals``: [(output_dir, step, {name: value})] in the order evaluated."""
+  from tensorflow_estimator.python.estimator import estimator  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    for output_dir, step, metrics in evals:
+      estimator._write_dict_to_summary(str(output_dir), metrics, step)  # pylint: disable=protected-access
+      estimator._write_checkpoint_path_to_summary(  # pylint: disable=protected-access
+          str(output_dir), f"/run/model.ckpt-{step}", step)
+  tf.summary.FileWriterCache.clear()   # closes the writers: the files are whole
+
+
+# Values that float32 cannot hold exactly: the event protos store float32, so the
+# reader must give back float32's rounding of each, not the float64 written.
+ESTIMATOR_EVALS = {
+    0: {"neg_log_perplexity": np.float32(-8.3177), "token_accuracy": np.float32(0.1),
+        "num_eval_tokens": np.int64(2047), "loss": np.float32(8.3177),
+        "global_step": np.int64(0)},
+    300: {"neg_log_perplexity": np.float32(-4.6), "token_accuracy": np.float32(0.3),
+          "num_eval_tokens": np.int64(2047), "loss": np.float32(4.6),
+          "global_step": np.int64(300),
+          "per_position": np.array([1.5, 2.5], np.float32)},   # a tensor summary
+}
+
+
+def test_reads_back_exactly_what_the_estimators_eval_wrote(tmp_path):
+  """Event files written by TensorFlow's estimator, read back by the code under
+  test and written as JSON and CSV; every number compared exactly with float32's
+  rounding of the value written (computed here by numpy, not by the reader)."""
+  model_dir = tmp_path / "run"
+  eval_dir = model_dir / "eval_task_validation_64"
+  other_split = model_dir / "eval_task_train_64"
+  # Other metrics in the folders around it: summaries of the run's own folder,
+  # and another split's eval at the same step with other values.
+  _estimator_evals_write(
+      [(eval_dir, step, metrics) for step, metrics in ESTIMATOR_EVALS.items()] +
+      [(model_dir, 300, {"neg_log_perplexity": np.float32(-1.0),
+                         "learning_rate": np.float32(0.01)}),
+       (other_split, 300, {"neg_log_perplexity": np.float32(-9.0),
+                           "token_accuracy": np.float32(0.9)})])
+
+  def f32(x):
+    return float(np.float32(x))
+
+  expected = {step: {"neg_log_perplexity": f32(m["neg_log_perplexity"]),
+                     "token_accuracy": f32(m["token_accuracy"]),
+                     "num_eval_tokens": 2047.0}
+              for step, m in ESTIMATOR_EVALS.items()}
+  results = evaluation.read_eval_events(str(eval_dir))
+  assert results == expected
+  assert results[300]["token_accuracy"] != 0.3      # float32's 0.3, not float64's
+  table = evaluation.rows(results)
+  path = evaluation.write_results(str(model_dir), "validation", table)
+  with open(path) as f:
+    written = json.load(f)
+  assert [r["step"] for r in written] == [0, 300]
+  for row, step in zip(written, (0, 300)):
+    m = ESTIMATOR_EVALS[step]
+    assert row["loss"] == -f32(m["neg_log_perplexity"])
+    assert row["perplexity"] == pytest.approx(
+        np.exp(-np.float64(m["neg_log_perplexity"])), rel=1e-13)
+    assert row["token_accuracy"] == f32(m["token_accuracy"])
+    assert row["num_eval_tokens"] == 2047.0
+  header, *lines = _read_csv(model_dir / "eval_validation.csv")
+  assert header == ["step", "loss", "perplexity", "token_accuracy",
+                    "num_eval_tokens"]
+  assert [[float(x) for x in line] for line in lines] == [
+      [float(r[k]) for k in header] for r in written]
+
+
+def test_a_folder_of_training_summaries_only_gives_no_results(tmp_path):
+  """The negative case: summaries whose tags are not eval metrics (a run's
+  training events) give no steps, no rows and an empty table."""
+  _estimator_evals_write([(tmp_path, 100, {"loss": np.float32(3.5),
+                                           "learning_rate": np.float32(0.01),
+                                           "global_step/sec": np.float32(2.0)})])
+  assert [n for n in os.listdir(tmp_path) if n.startswith("events.out.tfevents.")]
+  assert evaluation.read_eval_events(str(tmp_path)) == {}
+  assert evaluation.rows(evaluation.read_eval_events(str(tmp_path))) == []
+  # the same folder with a prefix that its tags have: read
+  assert evaluation.read_eval_events(str(tmp_path), prefix="global_step") == {
+      100: {"global_step/sec": 2.0}}
 
 
 def test_read_eval_events_merges_files_and_keeps_only_the_metrics(eval_dir):
