@@ -10,12 +10,13 @@ import tensorflow_datasets as tfds
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import corpus
 from primer_mtf.data import pydocs
+from primer_mtf.data import splits
 from primer_mtf.data import tasks
-from primer_mtf.errors import UsageError
+from primer_mtf.errors import DataNotPrepared, UsageError
 
 
 def test_kjv_is_one_document_per_chapter():
-  docs = corpus.kjv_documents()
+  docs = corpus.documents("kjv")
   assert len(docs) == 1189  # chapters of the King James Bible
   assert docs[0].startswith("In the beginning God created the heaven and the earth.")
   assert docs[-1].endswith("The grace of our Lord Jesus Christ be with you all. Amen.")
@@ -23,22 +24,22 @@ def test_kjv_is_one_document_per_chapter():
 
 def test_split_is_deterministic_disjoint_and_complete():
   docs = [f"doc {i}" for i in range(103)]
-  train, val = corpus.split(docs, "train"), corpus.split(docs, "validation")
+  train, val = splits.split(docs, "train"), splits.split(docs, "validation")
   assert sorted(train + val) == sorted(docs)
   assert not set(train) & set(val)
   assert val == [f"doc {i}" for i in range(19, 103, 20)]
-  assert corpus.split(docs, "validation") == val
+  assert splits.split(docs, "validation") == val
 
 
 @pytest.mark.parametrize("n", [2, 3, 7, 19, 20, 21])
 def test_every_corpus_of_two_documents_has_both_splits(n):
   docs = [str(i) for i in range(n)]
-  assert corpus.split(docs, "train") and corpus.split(docs, "validation")
+  assert splits.split(docs, "train") and splits.split(docs, "validation")
 
 
 def test_kjv_validation_is_about_five_percent():
-  docs = corpus.kjv_documents()
-  assert len(corpus.split(docs, "validation")) == 1189 // 20
+  docs = corpus.documents("kjv")
+  assert len(splits.split(docs, "validation")) == 1189 // 20
 
 
 def test_file_is_one_document_per_nonempty_line(tmp_path):
@@ -98,14 +99,14 @@ def _texts(ds):
 def test_training_order_is_shuffled_per_epoch_and_eval_order_fixed():
   docs = [f"document {i}" for i in range(200)]
   source = corpus.documents_source(docs)
-  train = corpus.split(docs, "train")
+  train = splits.split(docs, "train")
   two_epochs = _texts(source.get_dataset("train", shuffle=True, seed=5).repeat(2))
   first, second = two_epochs[:len(train)], two_epochs[len(train):]
   assert sorted(first) == sorted(second) == sorted(train)
   assert first != train and second != first     # shuffled, and anew each epoch
   again = _texts(source.get_dataset("train", shuffle=True, seed=5))
   assert again == first                          # the run's seed fixes the order
-  assert _texts(source.get_dataset("validation", shuffle=False)) == corpus.split(
+  assert _texts(source.get_dataset("validation", shuffle=False)) == splits.split(
       docs, "validation")
 
 
@@ -140,7 +141,7 @@ def test_a_tfds_corpus_is_one_line_of_the_table(monkeypatch, tmp_path):
 def test_a_tfds_version_this_tfds_cannot_build_is_one_line(monkeypatch):
   monkeypatch.setitem(corpus.TFDS_CORPORA, "c4_future", corpus.TfdsCorpus(
       "c4/en:9.9.9", {"train": "train", "validation": "validation"}))
-  with pytest.raises(UsageError, match=r"c4/en:9\.9\.9 is not prepared under .*"
+  with pytest.raises(DataNotPrepared, match=r"c4/en:9\.9\.9 is not prepared under .*"
                      r"cannot build it .*TFDS_CORPORA"):
     corpus.resolve("c4_future")
 
@@ -148,7 +149,7 @@ def test_a_tfds_version_this_tfds_cannot_build_is_one_line(monkeypatch):
 @pytest.mark.parametrize("name", sorted(corpus.TFDS_CORPORA))
 def test_every_tfds_corpus_without_data_is_one_not_prepared_line(name, tmp_path):
   spec = corpus.TFDS_CORPORA[name]
-  with pytest.raises(UsageError) as e:
+  with pytest.raises(DataNotPrepared) as e:
     corpus.resolve(name, tfds_data_dir=str(tmp_path))
   message = str(e.value)
   assert "\n" not in message
@@ -203,7 +204,7 @@ def test_the_vocabulary_reads_training_documents_only(tmp_path):
   path = tmp_path / "c.txt"
   path.write_text("".join(f"document {i}\n" for i in range(40)))
   docs = corpus.resolve(str(path)).vocab_documents()
-  assert docs == corpus.split(corpus.documents(str(path)), "train")
+  assert docs == splits.split(corpus.documents(str(path)), "train")
   assert len(docs) == 38 and "document 19" not in docs
 
 
@@ -226,7 +227,7 @@ def test_pydocs_is_the_installed_python_documentation_with_no_download():
   assert any(d.startswith("Record of phased-in incompatible language changes")
              for d in docs)                                # __future__'s docstring
   assert all(pydocs._keep(ch) for d in docs[:200] for ch in d)
-  assert len(corpus.split(docs, "validation")) == len(docs) // 20
+  assert len(splits.split(docs, "validation")) == len(docs) // 20
   resolved = corpus.resolve("pydocs")
   assert corpus.canonical_name("pydocs") == resolved.name == "pydocs"
   assert resolved.key == "pydocs_" + corpus.fingerprint(docs)

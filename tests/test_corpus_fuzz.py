@@ -11,6 +11,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from primer_mtf.data import corpus  # pylint: disable=wrong-import-position
+from primer_mtf.data import splits  # pylint: disable=wrong-import-position
 from primer_mtf.errors import UsageError  # pylint: disable=wrong-import-position
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True)
@@ -48,7 +49,7 @@ def _check_file(data):
     assert docs is None and error, (data, docs)
   else:
     assert docs == want, (data, docs)
-    assert sorted(corpus.split(docs, "train") + corpus.split(docs, "validation")) == \
+    assert sorted(splits.split(docs, "train") + splits.split(docs, "validation")) == \
         sorted(docs)
 
 

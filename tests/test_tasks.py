@@ -8,6 +8,7 @@ import tensorflow.compat.v1 as tf
 
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.data import corpus
+from primer_mtf.data import splits
 from primer_mtf.data import tasks
 from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
@@ -32,7 +33,7 @@ def test_targets_are_the_eos_joined_token_stream_cut_to_length(local_task):
   got = [ex["targets"] for ex in task.get_dataset(
       {"targets": length}, split="validation", shuffle=False).as_numpy_iterator()]
   stream = []
-  for doc in corpus.split(lines, "validation"):
+  for doc in splits.split(lines, "validation"):
     stream += vocab.encode(doc) + [1]
   expected = [stream[i:i + length] for i in range(0, len(stream), length)]
   assert [list(g) for g in got] == expected
@@ -181,5 +182,5 @@ def test_span_corruption_drops_15_percent_in_spans_that_the_targets_restore(loca
       full += 1
       assert (noise, len(inputs), len(targets)) == (5, 32, 8), (noise, ex)
     restored += whole
-  stream = [t for doc in corpus.split(lines, "validation") for t in vocab.encode(doc)]
+  stream = [t for doc in splits.split(lines, "validation") for t in vocab.encode(doc)]
   assert restored == stream and full == len(examples) - 1

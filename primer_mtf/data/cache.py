@@ -11,8 +11,10 @@ TensorFlow ops only.
 Every task here has a ``seqio.CacheDatasetPlaceholder`` right after tokenization,
 so a cache holds tokenized documents and every objective's sequence-length
 dependent steps (concatenation, splitting, chunks, span corruption) run after it.
-Beside seqio's own files, each cached task folder holds :data:`SPEC_FILE`: the
-task's registration and the hash of its vocabulary, which training checks.
+Beside seqio's own files, each cached task folder holds ``SPEC_FILE``: the
+task's registration and the hash of its vocabulary, which training checks
+(:mod:`primer_mtf.data.cache_check`, apart so that the tasks that read a cache do
+not import the job that builds it).
 """
 
 import functools
@@ -23,9 +25,10 @@ import time
 import seqio
 import tensorflow.compat.v1 as tf
 
+# the folder layout and the spec file, shared with the side that reads a cache
+from primer_mtf.data.cache_check import SPEC_FILE, task_dir
 from primer_mtf.errors import UsageError
 
-SPEC_FILE = "primer_mtf_cache.json"
 MIN_SHARDS = 64   # seqio's default: many shards shuffle better when read back
 
 
@@ -56,11 +59,6 @@ def register(spec):
   lm_task = seqio.get_mixture_or_task(register(spec["lm"]))
   return text2text.register(spec["task"],
                             lm_task.output_features["targets"].vocabulary)
-
-
-def task_dir(cache_dir, task_name):
-  """Where seqio keeps (and looks for) a task's cache under ``cache_dir``."""
-  return os.path.join(cache_dir, seqio.get_task_dir_from_name(task_name))
 
 
 def add_pipeline(pipeline, spec, name, cache_dir, min_shards=MIN_SHARDS,
@@ -143,38 +141,3 @@ def size_bytes(folder):
   """Bytes of the files directly in ``folder`` (a cache is flat)."""
   return sum(tf.io.gfile.stat(os.path.join(folder, f)).length
              for f in tf.io.gfile.listdir(folder))
-
-
-def check(cache_dir, task_name, build_hint):
-  """The cache of ``task_name`` under ``cache_dir`` is complete and was built for
-  this task and vocabulary; one line naming the fix otherwise."""
-  folder = task_dir(cache_dir, task_name)
-  if not tf.io.gfile.exists(os.path.join(folder, "COMPLETED")):
-    others = [d.rstrip("/") for d in (tf.io.gfile.listdir(cache_dir)
-                                      if tf.io.gfile.isdir(cache_dir) else [])]
-    held = f" (it holds {', '.join(sorted(others))})" if others else ""
-    raise UsageError(f"no complete cache of task {task_name} under {cache_dir}"
-                     f"{held}; build it with `{build_hint}`")
-  spec_path = os.path.join(folder, SPEC_FILE)
-  if not tf.io.gfile.exists(spec_path):
-    raise UsageError(f"{folder} was not built by `primer-mtf cache` (no {SPEC_FILE}); "
-                     f"build it with `{build_hint}`")
-  with tf.io.gfile.GFile(spec_path) as f:
-    built = json.load(f)
-  from primer_mtf.data import tasks  # pylint: disable=g-import-not-at-top
-  digest = tasks.vocabulary_digest(task_name)
-  recorded = built.get("vocabulary_pieces_sha256")
-  # a bucket vocabulary is not read here: its path stands for its pieces
-  path = tasks.vocabulary_file(task_name)
-  built_path = built.get("spec", {}).get("lm", built.get("spec", {})).get("vocabulary")
-  if (digest and recorded and digest != recorded) or (
-      digest is None and built_path and built_path != path):
-    raise UsageError(f"the cache {folder} was built with another vocabulary than "
-                     "this run's; build it again with `" + build_hint +
-                     " --overwrite`")
-
-
-def use(cache_dir):
-  """Makes seqio look for cached tasks in ``cache_dir`` (once)."""
-  if cache_dir not in seqio.get_global_cache_dirs():
-    seqio.add_global_cache_dirs([cache_dir])

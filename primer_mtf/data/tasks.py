@@ -32,6 +32,7 @@ import seqio
 import tensorflow.compat.v1 as tf
 from t5.data import preprocessors as t5_preprocessors
 
+from primer_mtf.data import cache_check
 from primer_mtf.data import corpus as corpus_lib
 from primer_mtf.data import vocab as vocab_lib
 from primer_mtf.errors import UsageError
@@ -193,10 +194,10 @@ def corpus_task(corpus=corpus_lib.EMBEDDED, vocab_size=4096, vocabulary=None,
         output_features=features,
         metric_fns=[])
   if data_cache:
-    from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
-    cache_lib.check(data_cache, name, build_hint(
-        corpus, vocab_size, vocabulary, objective, data_cache))
-    cache_lib.use(data_cache)
+    hint = build_hint(corpus, vocab_size, vocabulary, objective, data_cache)
+    cache_check.check(data_cache, name, hint, vocabulary_file(name),
+                      vocabulary_digest(name))
+    cache_check.use(data_cache)
   return name
 
 

@@ -5,7 +5,7 @@
     (66 names; "First Samuel" for "1 Samuel"). Training examples are the verses of
     the corpus's training chapters; validation examples the verses of its
     validation chapters, which neither pretraining nor fine-tuning reads (the
-    split rule of :mod:`primer_mtf.data.corpus`), in a fixed shuffled order.
+    split rule of :mod:`primer_mtf.data.splits`), in a fixed shuffled order.
   * a folder holding ``train.jsonl`` and ``validation.jsonl`` (one
     ``{"inputs": "...", "targets": "..."}`` object a line) or ``train.tsv`` and
     ``validation.tsv`` (``inputs<TAB>targets`` a line), and optionally
@@ -27,7 +27,6 @@ operative config gives ``corpus_task``.
 
 import functools
 import hashlib
-import importlib.resources
 import json
 import os
 import random
@@ -37,9 +36,11 @@ import seqio
 import tensorflow.compat.v1 as tf
 from t5.evaluation import metrics as t5_metrics
 
-from primer_mtf.data import corpus as corpus_lib
+from primer_mtf.data import bible
+from primer_mtf.data import cache_check
 from primer_mtf.data import tasks
 from primer_mtf.data import vocab as vocab_lib
+from primer_mtf.data.splits import SPLITS
 from primer_mtf.errors import UsageError
 
 KJV_BOOK = "kjv_book"
@@ -50,34 +51,17 @@ METRICS = {
     "rouge": t5_metrics.rouge,
     "squad": t5_metrics.squad,                  # exact match and F1 over tokens
 }
-SPLITS = ("train", "validation")
 
 
 def kjv_book_examples():
   """{split: [(verse, book)]} of the embedded Bible, split by chapter as the
   pretraining corpus is."""
-  path = importlib.resources.files("bible").joinpath("data/kjv.jsonl")
-  with path.open("r", encoding="utf-8") as f:
-    verses = [json.loads(line) for line in f]
-  chapters = list(dict.fromkeys((v["book"], v["chapter"]) for v in verses))
-  held_out = {c for i, c in enumerate(chapters)
-              if corpus_lib.is_validation(i, len(chapters))}
-  out = {s: [] for s in SPLITS}
-  for v in verses:
-    split = "validation" if (v["book"], v["chapter"]) in held_out else "train"
-    out[split].append((v["text"].strip(), _book_name(v["book"])))
+  out = {s: [(v.text, bible.book_in_words(v.book)) for v in bible.split_verses(s)]
+         for s in SPLITS}
   # the file is in canonical order; mix the books, so that the first n validation
   # examples (an eval capped with num_eval_examples) are a fair sample
   random.Random(0).shuffle(out["validation"])
   return out
-
-
-def _book_name(book):
-  """'1 Samuel' -> 'First Samuel': the KJV has no digits, so its vocabulary
-  cannot spell them."""
-  number, _, rest = book.partition(" ")
-  ordinals = {"1": "First", "2": "Second", "3": "Third"}
-  return f"{ordinals[number]} {rest}" if number in ordinals else book
 
 
 def _read_examples(path):
@@ -218,8 +202,8 @@ def text2text_task(task=gin.REQUIRED, data_cache=None):
   ``corpus_task``'s, a folder where ``primer-mtf cache --task`` cached it."""
   name = register(task, pretrained_vocabulary())
   if data_cache:
-    from primer_mtf.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
-    cache_lib.check(data_cache, name, f"primer-mtf cache --task {task} --output "
-                    f"{data_cache} (with the pretraining run's corpus flags)")
-    cache_lib.use(data_cache)
+    cache_check.check(data_cache, name, f"primer-mtf cache --task {task} --output "
+                      f"{data_cache} (with the pretraining run's corpus flags)",
+                      tasks.vocabulary_file(name), tasks.vocabulary_digest(name))
+    cache_check.use(data_cache)
   return name
