@@ -4,6 +4,12 @@ Importing the package registers its gin configurables (all under the gin module
 ``primer_mtf``), which is all that ``t5_mesh_transformer --module_import=primer_mtf``
 needs. The code is grouped by role: ``layers/``, ``data/``, ``planning/``, ``training/`` (inside training), ``commands/``, ``bench/``.
 
+Importing changes no attribute of mesh-tensorflow or TensorFlow
+(tests/test_no_patches.py): the heads-major attention is a layer chosen in gin
+(``HeadsMajorSelfAttention``, layers/attention_layout.py). The one compat step,
+TF's old name that mesh-tensorflow 0.1.21 imports, is ``primer_mtf_compat``'s and
+runs before mesh-tensorflow is first imported (normally at interpreter start).
+
 One exception: when the ``primer-mtf`` command is the program (``primer-mtf`` or
 ``python -m primer_mtf``), the stack loads only once its flags are parsed (the
 command calls :func:`load`), so ``--help`` and a usage error need no TensorFlow.
@@ -11,8 +17,9 @@ command calls :func:`load`), so ``--help`` and a usage error need no TensorFlow.
 import os
 import sys
 
-__all__ = ["MDHA", "PrePostNormLayerStack", "accelerator", "activations",
-           "corpus_task", "load", "norms", "text2text_task", "train_with_progress"]
+__all__ = ["HeadsMajorEncDecAttention", "HeadsMajorSelfAttention", "MDHA",
+           "PrePostNormLayerStack", "accelerator", "corpus_task", "load", "norms",
+           "text2text_task", "train_with_progress"]
 
 
 def load():
@@ -24,13 +31,12 @@ def load():
   quiet.set_tf_log_level()
   with quiet.native_stderr_filtered():
     import primer_mtf_compat
-    primer_mtf_compat.apply()
+    primer_mtf_compat.make_stack_importable()   # done already under the .pth hook
     import tensorflow.compat.v1  # the C++ runtime's start-up lines come here
   from primer_mtf.data.tasks import corpus_task
   from primer_mtf.data.text2text import text2text_task
-  from primer_mtf.layers import activations
-  from primer_mtf.layers import attention_layout
-  attention_layout.install()
+  from primer_mtf.layers.attention_layout import HeadsMajorEncDecAttention
+  from primer_mtf.layers.attention_layout import HeadsMajorSelfAttention
   from primer_mtf.layers import norms
   from primer_mtf.layers.layer_stack import PrePostNormLayerStack
   from primer_mtf.layers.mdha import MDHA

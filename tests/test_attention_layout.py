@@ -1,9 +1,10 @@
 """The heads-major attention layout: a numpy reference, the stock order it returns,
-and whole models that compute the same function with it on or off."""
+the choice as gin makes it (in the graph and in the operative config), and whole
+models that compute the same function with it on or off."""
 import types
 
+import gin
 import mesh_tensorflow as mtf
-from mesh_tensorflow.transformer import attention as mtf_attention
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -11,7 +12,7 @@ import tensorflow.compat.v1 as tf
 import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.layers import attention_layout
 
-from mtf_harness import LM, VOCAB, configure
+from mtf_harness import EncDec, LM, VOCAB, configure
 
 pytestmark = pytest.mark.graph
 
@@ -86,16 +87,68 @@ def test_the_query_is_moved_to_heads_major_and_decoding_queries_are_left_alone()
   assert attention_layout.heads_major_order(one_step, k, d) == one_step
 
 
-def test_every_attention_layer_of_the_stack_goes_through_it():
-  assert mtf_attention.attention is attention_layout.heads_major_attention
+STOCK_LAYERS = ["transformer.make_layer_stack.layers = "
+                "[@transformer_layers.SelfAttention, @transformer_layers.DenseReluDense]"]
+STOCK_ORDER = ("batch", "length", "heads", "memory_length")
+HEADS_MAJOR = ("batch", "heads", "length", "memory_length")
 
 
-@pytest.mark.parametrize("model", ["transformer", "primer_ez", "primer"])
-def test_models_compute_the_same_function_with_the_stock_layout(model):
+def _logits_orders(harness):
+  """The dimension order of every attention's logits (Q K^T) in the model's graph,
+  and the operative config once it is built."""
+  # pylint: disable=protected-access
+  with tf.Graph().as_default():
+    graph, mesh = harness._setup(2, 8)
+    _, targets = harness._import(mesh, np.zeros((2, 8), np.int32), "targets")
+    harness._forward(harness._model(), mesh, targets, None, None)
+  orders = [tuple(d.name for d in op.outputs[0].shape.dims) for op in graph.operations
+            if isinstance(op, mtf.EinsumOperation)
+            and set(op.outputs[0].shape.dimension_names) == set(HEADS_MAJOR)]
+  return orders, gin.operative_config_str()
+
+
+@pytest.mark.parametrize("model, harness, shown", [
+    ("transformer", LM, "@primer_mtf.HeadsMajorSelfAttention"),
+    ("primer", LM, "MDHA.heads_major = True"),
+    ("evolved_transformer", LM, "DoubleHeadsAttention.heads_major = True"),
+    ("bi/transformer", EncDec, "@primer_mtf.HeadsMajorEncDecAttention"),
+])
+def test_the_models_choose_heads_major_in_gin_and_the_operative_config_shows_it(
+    model, harness, shown):
+  configure(model)
+  orders, operative = _logits_orders(harness())
+  layers = {"transformer": 2, "primer": 2, "evolved_transformer": 4,
+            "bi/transformer": 6}[model]   # SMALL's num_layers = 2
+  assert orders == [HEADS_MAJOR] * layers
+  assert shown in operative
+  assert "heads_major_attention.enabled = True" in operative
+  configure(model, ["primer_mtf.heads_major_attention.enabled = False"])
+  assert _logits_orders(harness())[0] == [STOCK_ORDER] * layers
+
+
+def test_stock_mtf_layers_named_in_gin_stay_stock():
+  """Importing primer_mtf changes nothing in mesh-tensorflow: its own SelfAttention,
+  named in gin, builds the stock order (and the same variables)."""
+  configure("transformer", STOCK_LAYERS)
+  orders, operative = _logits_orders(LM())
+  assert orders == [STOCK_ORDER] * 2
+  assert "HeadsMajor" not in operative
+  stock_names = LM().variable_names()
+  configure("transformer")
+  assert LM().variable_names() == stock_names   # checkpoints fit either layout
+
+
+@pytest.mark.parametrize("model, stock", [
+    ("transformer", ["primer_mtf.heads_major_attention.enabled = False"]),
+    ("transformer", STOCK_LAYERS),   # the baseline equals mesh-tensorflow's own
+    ("primer_ez", ["primer_mtf.heads_major_attention.enabled = False"]),
+    ("primer", ["MDHA.heads_major = False"]),
+])
+def test_models_compute_the_same_function_with_the_stock_layout(model, stock):
   targets = np.random.RandomState(3).randint(1, VOCAB, (2, 10)).astype(np.int32)
   configure(model)
   logits, loss, grad = LM("", random_scale=0.3).forward(targets, gradient_norm=True)
-  configure(model, ["primer_mtf.heads_major_attention.enabled = False"])
+  configure(model, stock)
   stock_logits, stock_loss, stock_grad = LM("", random_scale=0.3).forward(
       targets, gradient_norm=True)
   np.testing.assert_allclose(logits, stock_logits, rtol=1e-4, atol=1e-5)

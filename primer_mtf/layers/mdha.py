@@ -1,9 +1,10 @@
 """Multi-DConv-Head Attention (So et al., 2021, section 3): SelfAttention whose
 Q, K and V each pass through a causal depthwise convolution of width k.
 
-The layer changes only ``make_params``: the attention parameters it returns
-convolve each projection right after computing it, so ``SelfAttention.call``
-(masks, relative bias, K/V cache, output projection) is reused as it is. The taps
+The layer changes ``make_params``: the attention parameters it returns convolve
+each projection right after computing it, so ``SelfAttention.call`` (masks,
+relative bias, K/V cache, output projection) is reused as it is; and, when
+``heads_major``, the ``attention_fn`` hook (layers/attention_layout.py). The taps
 have the projection's channel dimensions (heads x d_kv), so under ``heads:model``
 they are sharded with the projections and the convolution needs no communication.
 
@@ -23,6 +24,7 @@ from mesh_tensorflow.transformer import attention
 from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
+from primer_mtf.layers import attention_layout
 from primer_mtf.layers import dconv
 from primer_mtf.layers import fused_dconv
 
@@ -149,7 +151,7 @@ class MDHA(transformer_layers.SelfAttention):
   CONV_FORMS = ("fused", "pack_safe", "release")
 
   def __init__(self, kernel_size=3, share_qk_rep=False, causal=True,
-               conv_form="fused", **kwargs):
+               conv_form="fused", heads_major=False, **kwargs):
     """Args:
       kernel_size: taps per channel (the paper's width is 3).
       share_qk_rep: Primer's shared Q/K representation (no W_K).
@@ -166,6 +168,8 @@ class MDHA(transformer_layers.SelfAttention):
         other exact forms (the masks computed once a layer; Q, K and V as one
         stacked projection and conv) were measured no cheaper on CPU and
         removed (benchmarks/results/conv_forms_small_*.json).
+      heads_major: the dot-product attention in the heads-major layout, as
+        HeadsMajorSelfAttention does it (layers/attention_layout.py).
       **kwargs: SelfAttention's arguments.
     """
     super().__init__(**kwargs)
@@ -184,6 +188,11 @@ class MDHA(transformer_layers.SelfAttention):
     self.share_qk_rep = share_qk_rep
     self.causal = causal
     self.conv_form = conv_form
+    self.heads_major = heads_major
+
+  @property
+  def attention_fn(self):
+    return attention_layout.attention_fn(super().attention_fn, self.heads_major)
 
   def make_params(self, context):
     if not self.share_qk_rep:

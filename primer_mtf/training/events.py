@@ -10,6 +10,11 @@ would), so TensorBoard's copy from the first start serves them all.
 ``graph_written_once(model_dir)`` wraps a training call: when ``model_dir`` already
 holds an events file, the writer that the estimator's hooks share for it (one per
 directory, from ``SummaryWriterCache``) is one that keeps scalars and drops graphs.
+
+It is an explicit step, not a patch: TensorFlow has no public way to choose the
+writer its hooks share, so the context manager puts one entry in the private
+``FileWriterCache._cache`` for ``model_dir`` only, and on exit takes it out and
+puts back what was there. Importing this module changes nothing.
 """
 
 import contextlib
