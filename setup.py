@@ -59,7 +59,7 @@ setuptools.setup(
         "matplotlib",
         "apache-beam==2.77.0",   # seqio's cache job (primer-mtf cache)
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "grimp"]},
     entry_points={"console_scripts": ["primer-mtf = primer_mtf.cli:main"]},
     cmdclass={"build_py": BuildPyWithPth},
 )

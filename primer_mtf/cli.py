@@ -118,9 +118,13 @@ def parser():
                        "checkpoint")
   plan = sub.add_parser("plan", help="parameters, FLOPs and memory per core of a "
                         "run, and whether its layout divides and fits")
-  plan.add_argument("--model", default="transformer")
-  plan.add_argument("--size", default="tiny")
-  plan.add_argument("--mesh", default="cpu", help="default: one device")
+  plan.add_argument("--model_dir", default=None, help="plan this run as it is "
+                    "configured, its vocabulary included (any kind of run); "
+                    "--model, --size and --vocab_size then do not apply")
+  plan.add_argument("--model", default=None, help="default: transformer")
+  plan.add_argument("--size", default=None, help="default: tiny")
+  plan.add_argument("--mesh", default=None, help="default: one device (cpu), or "
+                    "the run's own mesh with --model_dir")
   plan.add_argument("--vocab_size", type=_positive_int, default=None,
                     help="embedding rows (default: T5's vocabulary, 32,128)")
   plan.add_argument("--gin_param", action="append", default=[])
@@ -234,7 +238,7 @@ def _eval_line(row):
 
 
 def evaluate(args):
-  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import kinds  # pylint: disable=g-import-not-at-top
   new = []
 
   def report(row):
@@ -242,10 +246,10 @@ def evaluate(args):
     if args.follow:
       print(_eval_line(row), flush=True)
 
-  json_path, png_path, table = runs.evaluate(
-      args.model_dir, args.split, args.mesh, args.gin_param, args.max_batches,
-      follow=args.follow, poll_seconds=args.poll_seconds,
-      timeout_seconds=args.timeout_seconds, report=report)
+  json_path, png_path, table = kinds.open_run(args.model_dir).evaluate(
+      args.split, args.gin_param, args.max_batches, args.mesh, follow=args.follow,
+      poll_seconds=args.poll_seconds, timeout_seconds=args.timeout_seconds,
+      report=report)
   if not args.follow:
     for row in table:
       print(_eval_line(row))
@@ -293,8 +297,17 @@ def compare(args):
 def plan(args):
   from primer_mtf.planning import planner  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
-  result = planner.plan(args.model, args.size, args.mesh, args.vocab_size,
-                        args.gin_param)
+  if args.model_dir:
+    given = [f for f in ("model", "size", "vocab_size") if getattr(args, f)]
+    if given:
+      raise UsageError(f"--{given[0]} does not apply with --model_dir: a run's "
+                       "configuration is its own")
+    from primer_mtf.commands import kinds  # pylint: disable=g-import-not-at-top
+    result = planner.plan_run(kinds.open_run(args.model_dir), args.mesh,
+                              args.gin_param)
+  else:
+    result = planner.plan(args.model or "transformer", args.size or "tiny",
+                          args.mesh or "cpu", args.vocab_size, args.gin_param)
   print(json.dumps(result, indent=1) if args.json else planner.format_plan(result))
   if result["errors"]:
     raise UsageError(result["errors"][0])

@@ -9,6 +9,7 @@ helpers below it (mesh, layout rules, sequence length, batch), never through gin
 own internals.
 """
 
+import contextlib
 import logging
 import os
 
@@ -76,12 +77,46 @@ def resolve(kind, name):
 
 
 def parse(model, size, mesh, gin_files=(), gin_params=(), objective=OBJECTIVE):
-  """Parses a run's gin configuration (clearing any earlier one)."""
+  """Parses a run's gin configuration in place of any earlier one; returns the
+  files it read, in order. A caller whose own configuration must survive parses
+  inside :func:`preserved`."""
   files = [MTF_DEFAULTS, resolve("objectives", objective), resolve("models", model),
            resolve("sizes", size), resolve("meshes", mesh)] + list(gin_files)
-  gin.clear_config()
+  clear()
   parse_files(files, gin_params)
   return files
+
+
+def clear():
+  """Starts a configuration afresh (mesh-tensorflow reads gin's global one)."""
+  gin.clear_config()
+
+
+@contextlib.contextmanager
+def preserved():
+  """Within it, gin may be cleared and parsed; after it the caller's configuration
+  is back as it was (bindings, imports, lock and operative config).
+
+  mesh-tensorflow and T5 read gin's one global configuration, so a run's
+  configuration has to be the global one while its graph is built. Code that
+  configures a run for a moment (the planner, the benchmarks, compare) does it
+  here, so it never clears what its caller parsed. gin has no public snapshot, so
+  this copies the module state that ``gin.clear_config`` resets.
+  """
+  from gin import config as gin_config  # pylint: disable=g-import-not-at-top
+  saved = ({k: dict(v) for k, v in gin_config._CONFIG.items()},  # pylint: disable=protected-access
+           set(gin_config._IMPORTS), dict(gin_config._SINGLETONS),  # pylint: disable=protected-access
+           dict(gin_config._OPERATIVE_CONFIG), gin.config_is_locked())  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    bindings, imports, singletons, operative, locked = saved
+    for state, value in ((gin_config._CONFIG, bindings), (gin_config._IMPORTS, imports),  # pylint: disable=protected-access
+                         (gin_config._SINGLETONS, singletons),  # pylint: disable=protected-access
+                         (gin_config._OPERATIVE_CONFIG, operative)):  # pylint: disable=protected-access
+      state.clear()
+      state.update(value)
+    gin_config._set_config_is_locked(locked)  # pylint: disable=protected-access
 
 
 def parse_files(files, gin_params=()):
@@ -103,6 +138,21 @@ def parse_files(files, gin_params=()):
     raise UsageError(f"bad gin configuration: {str(e).splitlines()[0]}") from None
   finally:
     root.setLevel(level)
+
+
+def bindings():
+  """{name: value} of every binding and macro parsed, as gin prints them (the
+  whole effective configuration, in text that compares exactly)."""
+  out, key = {}, None
+  for line in gin.config_str().splitlines():
+    if line[:1].isspace() and key:            # a value continued on this line
+      out[key] = (out[key] + " " + line.strip().rstrip("\\").strip()).strip()
+    elif " = " in line and not line.startswith(("#", "import ")):
+      key, value = line.split(" = ", 1)
+      out[key] = value.rstrip("\\").strip()   # a trailing backslash continues it
+    else:
+      key = None
+  return out
 
 
 def query(name, default=None):

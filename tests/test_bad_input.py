@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from primer_mtf import cli
+from primer_mtf import files
+from primer_mtf.commands import run as run_lib
 from primer_mtf.commands import runs
 
 from conftest import run_cli
@@ -228,9 +230,9 @@ def _prepare(tmp, run):
       shutil.copy(os.path.join(run, name), foreign)
   revocabbed = os.path.join(tmp, "revocabbed")
   shutil.copytree(run, revocabbed)
-  record = runs.read(revocabbed)
+  record = run_lib.read_record(revocabbed)
   record["vocabulary_pieces_sha256"] = "0" * 16
-  runs.write(revocabbed, record)
+  files.write_json(os.path.join(revocabbed, run_lib.RUN_RECORD), record)
   return copy
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from primer_mtf import cli
+from primer_mtf.commands import run as run_lib
 from primer_mtf.commands import runs
 
 from conftest import REPO
@@ -31,7 +32,7 @@ def _old_run(tmp_path, model):
   """A run folder whose record predates --objective (no "objective" key)."""
   model_dir = tmp_path / "run"
   model_dir.mkdir()
-  record = model_dir / runs.RUN_RECORD
+  record = model_dir / run_lib.RUN_RECORD
   record.write_text(f'{{"model": "{model}", "size": "tiny", "corpus": "kjv", '
                     '"vocab_size": 4096, "vocabulary": null, "gin_file": []}')
   return model_dir, record
@@ -44,7 +45,7 @@ def test_foreign_run_is_not_touched(capsys, tmp_path, text_corpus):
   _fails(capsys, ["train", "--model_dir", str(model_dir)],
          "holds a run with model='primer', not 'transformer'")
   assert record.read_bytes() == before
-  assert os.listdir(model_dir) == [runs.RUN_RECORD]
+  assert os.listdir(model_dir) == [run_lib.RUN_RECORD]
 
 
 def test_a_run_is_not_resumed_with_another_objective(capsys, tmp_path):

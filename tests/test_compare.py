@@ -84,7 +84,8 @@ def _fake_run(root, name, model, losses, vocab_size=4096, every=100):
   """A run folder as train and eval leave it (no checkpoints needed)."""
   model_dir = root / name
   model_dir.mkdir()
-  runs.write(str(model_dir), runs.make_record(model, "tiny", "cpu", "kjv", vocab_size))
+  runs.PretrainingRun(
+      str(model_dir), runs.make_record(model, "tiny", "cpu", "kjv", vocab_size)).write_record()
   table = [{"step": i * every, "loss": loss, "perplexity": math.exp(loss),
             "token_accuracy": 0.1, "num_eval_tokens": 2048.0}
            for i, loss in enumerate(losses)]
@@ -133,7 +134,8 @@ def test_an_unevaluated_run_is_refused(tmp_path, capsys):
   base = _fake_run(tmp_path, "t5", "transformer", [8.3, 4.5])
   bare = tmp_path / "bare"
   bare.mkdir()
-  runs.write(str(bare), runs.make_record("primer_ez", "tiny", "cpu", "kjv", 4096))
+  runs.PretrainingRun(
+      str(bare), runs.make_record("primer_ez", "tiny", "cpu", "kjv", 4096)).write_record()
   assert cli.main(["compare", base, str(bare), "--output", str(tmp_path / "o")]) == 2
   assert "has no validation evaluation; run `primer-mtf eval" in capsys.readouterr().err
 

@@ -211,19 +211,3 @@ def test_write_results_of_an_empty_table(tmp_path):
   with open(path) as f:
     assert json.load(f) == []
   assert _read_csv(tmp_path / "eval_train.csv") == [["step"]]
-
-
-def test_checkpoint_steps_numeric_order_with_step_zero(tmp_path):
-  for name in ("model.ckpt-1000.index", "model.ckpt-20.index", "model.ckpt-0.index",
-               "model.ckpt-100.index", "model.ckpt-5.index",
-               # not checkpoint indexes
-               "model.ckpt-100.meta", "model.ckpt-100.data-00000-of-00001",
-               "model.ckpt-7.index.tempstate123", "checkpoint", "graph.pbtxt",
-               "other.ckpt-3.index"):
-    (tmp_path / name).write_text("")
-  assert evaluation.checkpoint_steps(str(tmp_path)) == [0, 5, 20, 100, 1000]
-
-
-def test_checkpoint_steps_of_a_run_without_checkpoints(tmp_path):
-  (tmp_path / "operative_config.gin").write_text("")
-  assert evaluation.checkpoint_steps(str(tmp_path)) == []

@@ -62,7 +62,7 @@ def greedy(model_dir, mesh):
   run = sampling.open_run(model_dir, mesh)
   vocab = sampling.vocabulary()
   prompts = [vocab.encode(p) for p in PROMPTS]
-  with sampling.RestoredLM(run) as lm:
+  with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     out = lm.sample(prompts, NEW, temperature=0.0)
     logits = lm.logits(list(out))
   return prompts, out, np.argmax(logits, axis=-1)
@@ -102,7 +102,7 @@ def test_top_k_temperature_and_seed(model_dir):
   from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
   prompts, greedy_out, _ = greedy(model_dir, "cpu")
   run = sampling.open_run(model_dir)
-  with sampling.RestoredLM(run) as lm:
+  with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     top1 = lm.sample(prompts, NEW, temperature=1.0, top_k=1, seed=3)
     a = lm.sample(prompts, NEW, temperature=1.0, top_k=5, seed=7)
     b = lm.sample(prompts, NEW, temperature=1.0, top_k=5, seed=7)
@@ -155,7 +155,8 @@ def test_a_prompt_longer_than_the_model_is_one_line(capsys, model_dir):
 @pytest.fixture
 def run_without_checkpoints(tmp_path):
   model_dir = tmp_path / "run"
-  runs.write(str(model_dir), runs.make_record("primer_ez", "tiny", "cpu", "kjv", 4096))
+  runs.PretrainingRun(
+      str(model_dir), runs.make_record("primer_ez", "tiny", "cpu", "kjv", 4096)).write_record()
   return str(model_dir)
 
 

@@ -260,7 +260,7 @@ def test_scores_are_the_teacher_forced_sum_of_log_softmax(model_dir):
   pairs.append(("", "In the beginning God created the heaven"))   # no context
   scores = scoring.log_likelihoods(run, *zip(*pairs))
   rows = [(vocab.encode(c.strip()), vocab.encode(x.strip())) for c, x in pairs]
-  with sampling.RestoredLM(run) as lm:
+  with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     logits = lm.logits([c + x for c, x in rows])
   logp = _log_softmax(logits.astype(np.float64))
   expected = [sum(logp[i, len(c) + t, token] for t, token in enumerate(x))
@@ -279,7 +279,7 @@ def test_exact_match_counts_greedy_continuations(model_dir, tmp_path):
   vocab = sampling.vocabulary()
   contexts = [ex.context for ex in fewshot.kjv_last_word("validation")[:24]]
   prompts = [vocab.encode(c) for c in contexts]
-  with sampling.RestoredLM(run) as lm:
+  with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     out = lm.sample(prompts, 2)
   lines = []
   for context, prompt, row in zip(contexts, prompts, out):

@@ -6,7 +6,6 @@ lowered as ``utils.run``'s predict path lowers it); here its variables are
 initialised instead of restored, and one session per graph is kept open so that
 only decoding is timed, not opening a session and restoring a checkpoint.
 """
-import types
 
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer
@@ -18,19 +17,11 @@ from primer_mtf import configs
 from primer_mtf.bench.train_step import VOCAB_SIZE, bindings
 
 
-def _builder(lm):
-  """``RestoredLM.build`` (graph of ids -> outputs, with its variables' saver and
-  the copy onto the mesh's slices); sampling names it ``_build`` until it is
-  public."""
-  build = getattr(lm, "build", None)
-  return build if build is not None else lm._build  # pylint: disable=protected-access
-
-
 def _fresh_lm(length):
-  """A RestoredLM of the configured model with no checkpoint: it reads only the
-  opened run's ``length`` until it restores, which this never asks."""
+  """A RestoredLM of the configured model with no checkpoint (its variables are
+  initialised here, never restored)."""
   from primer_mtf.commands import sampling  # pylint: disable=g-import-not-at-top
-  return sampling.RestoredLM(types.SimpleNamespace(length=length, checkpoint=None))
+  return sampling.RestoredLM(length)
 
 
 class Decoder:
@@ -51,7 +42,7 @@ class Decoder:
     # the model is built from the parsed gin: this decoder's own
     configs.parse(self.model, self.size, "cpu", gin_params=self.gin_params)
     self.lm.length = length
-    tf_graph, placeholder, outputs, _, copy, _ = _builder(self.lm)(
+    tf_graph, placeholder, outputs, _, copy, _ = self.lm.build(
         key, self.batch, outputs_fn)
     if key not in self._sessions:
       with tf_graph.as_default():

@@ -18,10 +18,11 @@ import statistics
 
 import tensorflow.compat.v1 as tf
 
-from primer_mtf.data import vocab as vocab_lib
+from primer_mtf import files
+from primer_mtf.commands import kinds
+from primer_mtf.commands import runs
 from primer_mtf.errors import UsageError
 from primer_mtf.training import progress
-from primer_mtf.commands import runs
 
 AXES = ("flops", "steps", "seconds")
 SUMMARY = "compare.json"
@@ -213,16 +214,6 @@ def _interpolate(points, step):
   return None
 
 
-def _embedding_rows(model_dir, record):
-  """The run's vocabulary rows: from its latest checkpoint, else its record."""
-  ckpt = tf.train.latest_checkpoint(model_dir)
-  if ckpt:
-    for name, shape in tf.train.list_variables(ckpt):
-      if name.endswith("embedding") and len(shape) == 2:
-        return shape[0]
-  return vocab_lib.embedding_rows(record["vocab_size"])
-
-
 _plans = {}
 
 
@@ -239,9 +230,8 @@ def _plan(record, rows):
 
 def read_run(model_dir, split="validation"):
   """(record, eval table, embedding rows) of an evaluated run; one line if not."""
-  record = runs.read(model_dir)
-  if record is None:
-    raise UsageError(f"{model_dir} is not a primer-mtf run (no {runs.RUN_RECORD})")
+  run = kinds.open_run(model_dir)
+  record = run.compare_curve()
   table_path = os.path.join(model_dir, f"eval_{split}.json")
   if not tf.io.gfile.exists(table_path):
     raise UsageError(f"{model_dir} has no {split} evaluation; run "
@@ -251,7 +241,7 @@ def read_run(model_dir, split="validation"):
   if len(table) < 2:
     raise UsageError(f"{model_dir} has {len(table)} evaluated checkpoint; compare "
                      "needs a curve (evaluate at least two checkpoints)")
-  return record, table, _embedding_rows(model_dir, record)
+  return record, table, run.embedding_rows()
 
 
 def identity(record, table, rows):
@@ -271,8 +261,7 @@ def curve(model_dir, record, table, rows, group_by_model=False):
                  flops_per_step=plan["flops_per_step"])
   log_path = os.path.join(model_dir, progress.TRAIN_LOG)
   if tf.io.gfile.exists(log_path):
-    with tf.io.gfile.GFile(log_path) as f:
-      log_rows = [json.loads(line) for line in f if line.strip()]
+    log_rows = files.read_json_lines(log_path)
     points = wall_clock(log_rows, plan["batch_sequences"] * plan["sequence_length"])
     seconds = [_interpolate(points, s) for s in result.steps]
     result.seconds = None if None in seconds else seconds
@@ -330,8 +319,7 @@ def plot(curves, summary, path):
                "to reach its final loss")
   ax.grid(alpha=0.3, which="both")
   ax.legend()
-  with tf.io.gfile.GFile(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+  files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -387,8 +375,7 @@ def compare(model_dirs, output=".", group_by_model=False, split="validation",
   json_path = os.path.join(output, SUMMARY)
   png_path = os.path.join(output, PLOT)
   plot(curves, summary, png_path)
-  with tf.io.gfile.GFile(json_path, "w") as f:
-    json.dump(summary, f, indent=1)
+  files.write_json(json_path, summary)
   return summary, json_path, png_path
 
 
@@ -459,8 +446,9 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
     raise UsageError("compare --train needs at least two --models, the baseline first")
   for model in models:
     configs.resolve("models", model)
-  configs.parse(models[0], size, mesh, gin_params=gin_params)
-  steps = train_steps or configs.query("utils.run.train_steps")
+  with configs.preserved():
+    configs.parse(models[0], size, mesh, gin_params=gin_params)
+    steps = train_steps or configs.query("utils.run.train_steps")
   if not steps:
     raise UsageError(f"size {size!r} sets no train steps; give --train_steps")
   every = max(steps // evaluations, 1)
@@ -509,7 +497,6 @@ VARIED = {"data": "the training data order only", "init": "the initial weights o
 
 def seed_flags(vary, seed):
   """``train`` flags for seed ``seed`` of a comparison that varies ``vary``."""
-  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
   if vary not in VARIED:
     raise UsageError(f"--vary is one of {', '.join(VARIED)}, not {vary!r}")
   base = runs.DEFAULT_SEED

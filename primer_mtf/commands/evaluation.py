@@ -8,9 +8,9 @@ writes TensorBoard events; this module turns them into ``eval_<split>.json`` and
 
 import csv
 import glob
-import json
 import math
 import os
+import sys
 import time
 
 import gin
@@ -20,10 +20,12 @@ import tensorflow.compat.v1 as tf
 from t5.models import mesh_transformer
 
 from primer_mtf import configs
-from primer_mtf.training import progress
+from primer_mtf import files
 from primer_mtf.errors import UsageError
-from primer_mtf.data.tasks import corpus_task
+from primer_mtf.training import checkpoints
+from primer_mtf.training import progress
 
+DAMAGED_SUFFIX = ".damaged"
 METRICS = ("neg_log_perplexity", "token_accuracy", "num_eval_tokens")
 
 
@@ -40,10 +42,22 @@ def read_eval_events(eval_dir, prefix=None):
   perplexity metrics, or with ``prefix`` every tag that starts with it."""
   results = {}
   for path in sorted(glob.glob(os.path.join(eval_dir, "events.out.tfevents.*"))):
-    for event in tf.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag.startswith(prefix) if prefix else value.tag in METRICS:
-          results.setdefault(event.step, {})[value.tag] = value.simple_value
+    if path.endswith(DAMAGED_SUFFIX):
+      continue
+    read = {}
+    try:
+      for event in tf.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag.startswith(prefix) if prefix else value.tag in METRICS:
+            read.setdefault(event.step, {})[value.tag] = value.simple_value
+    except tf.errors.DataLossError:
+      # cut short (a full disk, a kill): its checkpoints are evaluated again
+      os.replace(path, path + DAMAGED_SUFFIX)
+      print(f"[eval] {path} is cut short; moved it to {DAMAGED_SUFFIX} and "
+            "evaluating its checkpoints again", file=sys.stderr)
+      continue
+    for step, metrics in read.items():
+      results.setdefault(step, {}).update(metrics)
   return results
 
 
@@ -62,9 +76,8 @@ def rows(results):
 
 def write_results(model_dir, split, table):
   base = os.path.join(model_dir, f"eval_{split}")
-  with tf.io.gfile.GFile(base + ".json", "w") as f:
-    json.dump(table, f, indent=1)
-  with tf.io.gfile.GFile(base + ".csv", "w") as f:
+  files.write_json(base + ".json", table)
+  with files.replaced(base + ".csv") as f:
     writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["step"])
     writer.writeheader()
     writer.writerows(table)
@@ -83,8 +96,7 @@ def _step_plot(path, title, ylabel, draw):
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend()
-  with tf.io.gfile.GFile(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+  files.save_figure(fig, path)
   plt.close(fig)
   return path
 
@@ -94,8 +106,8 @@ def plot(model_dir, split, table):
   def draw(ax):
     log = os.path.join(model_dir, progress.TRAIN_LOG)
     if tf.io.gfile.exists(log):
-      with tf.io.gfile.GFile(log) as f:
-        points = sorted({r["step"]: r["loss"] for r in map(json.loads, f)}.items())
+      points = sorted({r["step"]: r["loss"]
+                       for r in files.read_json_lines(log)}.items())
       ax.plot([p[0] for p in points], [p[1] for p in points], label="train loss",
               alpha=0.7)
     ax.plot([r["step"] for r in table], [r["loss"] for r in table], "o-",
@@ -113,16 +125,6 @@ def plot_metrics(model_dir, table, title):
       ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name)
   return _step_plot(os.path.join(model_dir, "metric.png"), title,
                     "validation metric", draw)
-
-
-def checkpoint_steps(model_dir):
-  """Steps of every checkpoint in ``model_dir``, step 0 included.
-
-  (``eval_checkpoint_step = "all"`` of mesh-tensorflow skips step 0, the
-  untrained model, which is the reference point of a learning curve.)
-  """
-  paths = tf.io.gfile.glob(os.path.join(model_dir, "model.ckpt-*.index"))
-  return sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in paths)
 
 
 def _eval_checkpoints(model_dir, steps, split, batches):
@@ -145,9 +147,17 @@ def follow_checkpoints(model_dir, evaluated, evaluate_steps, follow=False,
   without a new checkpoint."""
   final_step = configs.query("utils.run.train_steps")
   done = evaluated()
+  damaged = set()
   last_new = time.time()
   while True:
-    todo = [s for s in checkpoint_steps(model_dir) if s not in done]
+    todo = [s for s in checkpoints.steps(model_dir) if s not in done | damaged]
+    for step in todo:
+      why = checkpoints.damage(checkpoints.path(model_dir, step))
+      if why:
+        print(f"[eval] skipping model.ckpt-{step}: it is damaged ({why})",
+              file=sys.stderr)
+        damaged.add(step)
+    todo = [s for s in todo if s not in damaged]
     if not todo and not done and not follow:
       raise UsageError(f"{model_dir} has no checkpoint to evaluate; train first")
     if todo:
@@ -163,8 +173,9 @@ def follow_checkpoints(model_dir, evaluated, evaluate_steps, follow=False,
     time.sleep(poll_seconds)
 
 
-def evaluate(model_dir, split="validation", max_batches=100, report=None, **follow):
-  """Perplexity eval of the run's checkpoints (gin already parsed).
+def evaluate(model_dir, task, split="validation", max_batches=100, report=None,
+             **follow):
+  """Perplexity eval of the run's checkpoints on ``task`` (gin already parsed).
 
   A checkpoint already evaluated on the same split and number of examples (its
   events are in the same eval directory) is not evaluated again; ``follow``: see
@@ -174,7 +185,6 @@ def evaluate(model_dir, split="validation", max_batches=100, report=None, **foll
   """
   sequence_length = configs.sequence_length()
   batch_size = configs.batch_sequences()
-  task = corpus_task()
   batches = count_batches(task, sequence_length, batch_size, split, max_batches)
   eval_dir = os.path.join(model_dir, f"eval_{task}_{split}_{batches * batch_size}")
 

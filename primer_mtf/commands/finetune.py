@@ -26,15 +26,16 @@ import gin
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
+from primer_mtf.commands import evaluation
+from primer_mtf.commands import run as run_lib
+from primer_mtf.commands import runs
 from primer_mtf.errors import UsageError
 from primer_mtf.training import checkpoints
-from primer_mtf.commands import evaluation
-from primer_mtf.commands import runs
 
 # --format: a file of gin/finetune/ (encoder_decoder for bi/* checkpoints)
 DECODER_ONLY_FORMATS = ("delimited", "prefix")
 ENCODER_DECODER_FORMAT = "encoder_decoder"
-OPERATIVE_CONFIG = "operative_config.gin"
+OPERATIVE_CONFIG = run_lib.OPERATIVE_CONFIG
 DECODE_EVAL_DIR = "validation_eval"
 
 
@@ -43,15 +44,9 @@ def pretrained_checkpoint(pretrained_dir, step=None):
   if not tf.io.gfile.exists(os.path.join(pretrained_dir, OPERATIVE_CONFIG)):
     raise UsageError(f"{pretrained_dir} has no {OPERATIVE_CONFIG}; give the "
                      "model_dir of a finished pretraining run")
-  if step is None:
-    path = tf.train.latest_checkpoint(pretrained_dir)
-    if path is None:
-      raise UsageError(f"{pretrained_dir} has no checkpoint to fine-tune from")
-    return path, checkpoints.step_of(path)
-  path = os.path.join(pretrained_dir, f"model.ckpt-{step}")
-  if not tf.io.gfile.exists(path + ".index"):
-    raise UsageError(f"{pretrained_dir} has no checkpoint at step {step}")
-  return path, step
+  if not checkpoints.steps(pretrained_dir):
+    raise UsageError(f"{pretrained_dir} has no checkpoint to fine-tune from")
+  return checkpoints.choose(pretrained_dir, step)
 
 
 def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
@@ -64,13 +59,13 @@ def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
   if fmt is not None and fmt not in known:
     raise UsageError(f"unknown --format {fmt!r}; use {', '.join(known)}")
   path, step = pretrained_checkpoint(pretrained_dir, checkpoint_step)
-  return {"kind": "finetune", "pretrained_dir": os.path.abspath(pretrained_dir),
+  return FinetuningRun.upgrade({"pretrained_dir": os.path.abspath(pretrained_dir),
           "checkpoint": os.path.abspath(path), "pretrained_step": step,
           "task": os.path.abspath(task) if os.path.isdir(task) else task,
           "format": fmt, "model": model, "mesh": mesh,
           "finetune_steps": finetune_steps, "learning_rate": learning_rate,
           "lengths": lengths, "gin_param": list(gin_param),
-          "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)}
+          "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)})
 
 
 def _format(record):
@@ -129,7 +124,7 @@ def parse(record, extra_params=()):
     files.append(configs.resolve("models", record["model"]))
   if record["mesh"]:
     files.append(configs.resolve("meshes", record["mesh"]))
-  gin.clear_config()
+  configs.clear()
   # the pretraining run's cache holds its LM task; fine-tuning only reads the
   # pretrained vocabulary, never that cache
   configs.parse_files(files, ["corpus_task.data_cache = None"])
@@ -137,8 +132,8 @@ def parse(record, extra_params=()):
   pretrained_length = configs.sequence_length()["inputs"]
   configs.parse_files([configs.resolve("finetune", fmt)])
   vocabulary = text2text.pretrained_vocabulary()
-  runs.check_vocabulary(runs.read(record["pretrained_dir"]), tasks.corpus_task(),
-                        record["pretrained_dir"])
+  runs.check_vocabulary(run_lib.read_record(record["pretrained_dir"]),
+                        tasks.corpus_task(), record["pretrained_dir"])
   task = text2text.register(record["task"], vocabulary)
   configs.parse_files([], bindings(record, fmt, pretrained_length) +
                       list(record["gin_param"]) +
@@ -153,58 +148,94 @@ def parse(record, extra_params=()):
 
 
 def train(model_dir, record):
-  """Fine-tunes; every check runs before anything is written."""
-  runs.check_writable(model_dir)
-  if tf.io.gfile.exists(model_dir) and os.path.abspath(model_dir) == record[
-      "pretrained_dir"]:
-    raise UsageError("--model_dir is the pretrained folder; fine-tune into a new one")
-  old = runs.read(model_dir)
-  old = old if old is None else {"cache": None, **old}   # records before --cache
-  if old is not None and {k: v for k, v in old.items() if k != "gin_param"} != {
-      k: v for k, v in record.items() if k != "gin_param"}:
-    raise UsageError(f"{model_dir} holds another run; use a new --model_dir")
-  if old is None:
-    runs.check_no_foreign_checkpoints(model_dir)
-  task = parse(record)
-  runs.write(model_dir, record)
-  print(f"[finetune] task {task} from {record['checkpoint']} "
-        f"(step {record['pretrained_step']})", file=sys.stderr)
-  runs.run_mtf(model_dir)
+  """Fine-tunes the run ``record`` describes into ``model_dir``."""
+  FinetuningRun(model_dir, record).train()
 
 
-def evaluate(model_dir, record, gin_params=(), report=None, **follow):
-  """Decodes the validation split at every checkpoint not yet evaluated and scores
-  it with the task's metric (mesh-tensorflow's ``eval`` mode, as T5 evaluates);
-  writes eval_validation.json and metric.png. ``follow``: see
-  :func:`evaluation.follow_checkpoints`. Returns the JSON path, the PNG path and
-  the table, as perplexity eval does."""
-  task = parse(record, gin_params)
-  eval_dir = os.path.join(model_dir, DECODE_EVAL_DIR)
+class FinetuningRun(run_lib.Run):
+  """A run of ``primer-mtf finetune``: its record keeps the pretrained checkpoint,
+  the task and the format, which rebuild its configuration on T5's recipe."""
 
-  def table():
-    results = evaluation.read_eval_events(eval_dir, prefix="eval/")
-    return [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
-            for step, metrics in sorted(results.items())]
+  kind = "finetuning"
+  description = "a fine-tuning run"
+  defaults = {"cache": None}   # records before --cache
 
-  def evaluate_steps(steps):
-    from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
-    from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
-    # eval_model writes its summaries with a graph-mode FileWriter
-    with gin.unlock_config(), tf.Graph().as_default():
-      mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
-                    model_dir=model_dir, mode="eval",
-                    eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
-                    eval_checkpoint_step=steps, dataset_split="validation",
-                    eval_summary_dir=eval_dir)
+  def configure(self, gin_params=(), mesh=None):
+    self.task = parse(dict(self.record, mesh=mesh or self.record["mesh"]), gin_params)
+
+  def sequence_length(self):
+    """A decoder-only run reads [inputs, EOS, targets, EOS] in one sequence."""
+    if self.is_language_model():
+      return configs.query("Unitransformer.max_length")
+    return super().sequence_length()
+
+  def train(self):
+    """Fine-tunes; every check runs before anything is written."""
+    model_dir, record = self.model_dir, self.record
+    run_lib.check_writable(model_dir)
+    if tf.io.gfile.exists(model_dir) and os.path.abspath(model_dir) == record[
+        "pretrained_dir"]:
+      raise UsageError("--model_dir is the pretrained folder; fine-tune into a new "
+                       "one")
+    old = run_lib.read_record(model_dir)
+    def chosen(r):   # the flags; the bindings are compared whole below
+      return {k: v for k, v in r.items() if k not in ("gin_param", "configuration")}
+
+    if old is not None and (old.get("kind") not in ("finetune", self.kind)
+                            or chosen(self.upgrade(old)) != chosen(record)):
+      raise UsageError(f"{model_dir} holds another run; use a new --model_dir")
+    if old is None:
+      run_lib.check_no_foreign_checkpoints(model_dir)
+    else:
+      recorded = old.get("configuration")
+      if recorded is None:   # a record from before it kept its configuration
+        parse(self.upgrade(old))
+        recorded = configs.bindings()
+    task = parse(record)
+    if old is not None:
+      run_lib.check_same_configuration(model_dir, recorded, configs.bindings())
+    self.record = dict(record, configuration=configs.bindings())
+    with run_lib.writer_lock(model_dir):
+      self.write_record()
+      print(f"[finetune] task {task} from {record['checkpoint']} "
+            f"(step {record['pretrained_step']})", file=sys.stderr)
+      self.run_mtf()
+
+  def evaluate(self, split="validation", gin_params=(), max_batches=100, mesh=None,
+               report=None, **follow):
+    """Decodes the validation split at every checkpoint not yet evaluated and
+    scores it with the task's metric (mesh-tensorflow's ``eval`` mode, as T5
+    evaluates); writes eval_validation.json and metric.png. ``follow``: see
+    :func:`evaluation.follow_checkpoints`. Returns the JSON path, the PNG path and
+    the table, as perplexity eval does."""
+    del max_batches   # the decode eval covers the whole validation split
+    if split != "validation":
+      self.refuse(f"it is evaluated on its task's validation split, not {split}")
+    self.configure(gin_params, mesh)
+    model_dir, task = self.model_dir, self.task
+    eval_dir = os.path.join(model_dir, DECODE_EVAL_DIR)
+
+    def table():
+      results = evaluation.read_eval_events(eval_dir, prefix="eval/")
+      return [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
+              for step, metrics in sorted(results.items())]
+
+    def evaluate_steps(steps):
+      from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
+      # eval_model writes its summaries with a graph-mode FileWriter
+      with gin.unlock_config(), tf.Graph().as_default():
+        self.run_mtf(mode="eval", eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
+                     eval_checkpoint_step=steps, dataset_split="validation",
+                     eval_summary_dir=eval_dir)
+      rows = table()
+      for row in rows:
+        if row["step"] in steps and report:
+          report(row)
+      evaluation.write_results(model_dir, "validation", rows)
+      evaluation.plot_metrics(model_dir, rows, task)
+
+    evaluation.follow_checkpoints(model_dir, lambda: {r["step"] for r in table()},
+                                  evaluate_steps, **follow)
     rows = table()
-    for row in rows:
-      if row["step"] in steps and report:
-        report(row)
-    evaluation.write_results(model_dir, "validation", rows)
-    evaluation.plot_metrics(model_dir, rows, task)
-
-  evaluation.follow_checkpoints(model_dir, lambda: {r["step"] for r in table()},
-                                evaluate_steps, **follow)
-  rows = table()
-  return (evaluation.write_results(model_dir, "validation", rows),
-          evaluation.plot_metrics(model_dir, rows, task), rows)
+    return (evaluation.write_results(model_dir, "validation", rows),
+            evaluation.plot_metrics(model_dir, rows, task), rows)

@@ -1,5 +1,5 @@
-"""A run: its record, the rule that a model_dir is resumed and never re-purposed, and
-the train and eval flows that the ``primer-mtf`` command dispatches to.
+"""A pretraining run: its record, the rule that a model_dir is resumed and never
+re-purposed, and its train and eval flows.
 
 A run is gin files plus bindings, exactly what ``t5_mesh_transformer`` would be
 given; the record (``primer_mtf_run.json``) keeps the flags that chose them, so
@@ -7,41 +7,38 @@ eval and a restart rebuild the same model. Training is mesh-tensorflow's
 ``utils.run``, the function T5's binary calls.
 """
 
-import json
 import os
 import sys
 
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
+from primer_mtf.commands import run as run_lib
 from primer_mtf.data import corpus as corpus_lib
 from primer_mtf.errors import UsageError
 from primer_mtf.planning import model_graph
+from primer_mtf.training import checkpoints
 
-RUN_RECORD = "primer_mtf_run.json"
 # Settings that define the model and data; a resumed run must not change them.
 IDENTITY = ("model", "size", "objective", "corpus", "vocab_size", "vocabulary",
             "gin_file", "seed", "cached")
 # The seed of weight initialisation and data order when --seed is not given (the
 # data seed every run had before --seed existed).
 DEFAULT_SEED = 1234
-# Records written before a setting existed had its default. A record from before
-# --seed has no seed: its weights were not seeded, and any seed resumes it (the
-# weights come from its checkpoint; its data seed is in its gin bindings).
-_DEFAULTS = {"objective": configs.OBJECTIVE, "cache": None}
 
 
 def make_record(model, size, mesh, corpus, vocab_size, vocabulary=None,
                 tfds_data_dir=None, gin_file=(), gin_param=(),
                 objective=configs.OBJECTIVE, seed=DEFAULT_SEED, cache=None):
   """The record of a run: every flag that chose its gin files and bindings."""
-  return {"model": model, "size": size, "mesh": mesh, "objective": objective,
-          "corpus": corpus_lib.canonical_name(corpus),
-          "vocab_size": vocab_size, "vocabulary": vocabulary,
-          "tfds_data_dir": tfds_data_dir,
-          "gin_file": [os.path.abspath(configs.locate(f)) for f in gin_file],
-          "gin_param": list(gin_param), "seed": seed,
-          "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)}
+  return PretrainingRun.upgrade({
+      "model": model, "size": size, "mesh": mesh, "objective": objective,
+      "corpus": corpus_lib.canonical_name(corpus),
+      "vocab_size": vocab_size, "vocabulary": vocabulary,
+      "tfds_data_dir": tfds_data_dir,
+      "gin_file": [os.path.abspath(configs.locate(f)) for f in gin_file],
+      "gin_param": list(gin_param), "seed": seed,
+      "cache": cache if cache is None or "://" in cache else os.path.abspath(cache)})
 
 
 def _identity(record, key):
@@ -52,56 +49,19 @@ def _identity(record, key):
   return record.get(key)
 
 
-def read(model_dir):
-  """The record in ``model_dir``, or None where there is none."""
-  path = os.path.join(model_dir, RUN_RECORD)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def write(model_dir, record):
-  """Writes the record whole or not at all: a temporary file, then a rename."""
-  tf.io.gfile.makedirs(model_dir)
-  path = os.path.join(model_dir, RUN_RECORD)
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=1)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-
-def check_writable(model_dir):
-  """A --model_dir that is a file, or under a folder this user cannot write, is
-  refused before anything is written. (Buckets are checked by writing.)"""
-  if "://" in model_dir:
-    return
-  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-    raise UsageError(f"--model_dir {model_dir} is a file; give a folder")
-  existing = os.path.abspath(model_dir)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise UsageError(f"--model_dir {model_dir} is under the file {existing}; give "
-                     "a folder")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise UsageError(f"cannot write in {existing}; give a --model_dir you can write")
-
-
-def check_no_foreign_checkpoints(model_dir):
-  """A folder with no run record must hold no checkpoints either."""
-  if tf.io.gfile.exists(model_dir) and tf.train.latest_checkpoint(model_dir):
-    raise UsageError(f"{model_dir} holds checkpoints that primer-mtf did not "
-                     "write; use a new --model_dir")
-
-
 def check_resume(model_dir, record):
   """True if ``model_dir`` holds this run; fails if it holds another one."""
-  check_writable(model_dir)
-  old = read(model_dir)
+  run_lib.check_writable(model_dir)
+  old = run_lib.read_record(model_dir)
   if old is None:
-    check_no_foreign_checkpoints(model_dir)
+    if run_lib.BinaryRun.holds_one(model_dir):
+      run_lib.BinaryRun(model_dir).train()   # refused: it is T5's binary's
+    run_lib.check_no_foreign_checkpoints(model_dir)
     return False
-  old = {**_DEFAULTS, **old}
+  if old.get("kind") not in (None, PretrainingRun.kind):
+    raise UsageError(f"{model_dir} holds a {old['kind']} run, not a pretraining "
+                     "run; use a new --model_dir")
+  old = PretrainingRun.upgrade(old)
   changed = [k for k in IDENTITY if _identity(old, k) != _identity(record, k)
              and not (k == "seed" and old.get("seed") is None)]
   if changed:
@@ -145,7 +105,7 @@ def parse(record, extra_params=()):
   configs.parse(record["model"], record["size"], record["mesh"], record["gin_file"],
                 corpus_bindings(record) + list(record["gin_param"]) +
                 list(extra_params),
-                record.get("objective", _DEFAULTS["objective"]))
+                record.get("objective", configs.OBJECTIVE))
   check_objective(record)
   model_graph.check_layout(record["vocab_size"] + configs.query("corpus_task.extra_ids", 0))
 
@@ -176,12 +136,6 @@ def check_objective(record):
                            {"inputs": lengths["inputs"], "targets": needed})
 
 
-def run_mtf(model_dir, **kwargs):
-  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
-  mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
-                model_dir=model_dir, **kwargs)
-
-
 def vocabulary_size(task):
   """Ids of a task's vocabulary, extra ids included (before mtf pads them)."""
   import seqio  # pylint: disable=g-import-not-at-top
@@ -205,11 +159,12 @@ def check_vocabulary(record, task, model_dir):
   return digest
 
 
-def check_checkpoint(model_dir, task, fix):
-  """The newest checkpoint of ``model_dir`` holds the configured model (or there
-  is none); returns its path."""
-  from primer_mtf.training import checkpoints  # pylint: disable=g-import-not-at-top
-  path = tf.train.latest_checkpoint(model_dir)
+def check_checkpoint(model_dir, task, fix, path=None):
+  """Checkpoint ``path`` (default: the newest of ``model_dir``) holds the
+  configured model (or there is none); returns its path."""
+  if path is None:
+    found = checkpoints.steps(model_dir)
+    path = checkpoints.path(model_dir, found[-1]) if found else None
   if path:
     checkpoints.check_matches(path, vocabulary_size(task),
                               f"{model_dir} holds a run of another model", fix)
@@ -217,59 +172,101 @@ def check_checkpoint(model_dir, task, fix):
 
 
 def train(model_dir, record):
-  """Trains (or resumes) the run; nothing is written before every check passed:
-  the flags, gin, the layout, the objective, the corpus and vocabulary, and on a
-  resume that the newest checkpoint holds this model."""
-  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
-  from primer_mtf.training import checkpoints  # pylint: disable=g-import-not-at-top
-  from primer_mtf.training import divergence  # pylint: disable=g-import-not-at-top
-  resuming = check_resume(model_dir, record)
-  parse(record)
-  final_step = configs.query("utils.run.train_steps")
-  if not isinstance(final_step, int) or final_step < 1:
-    raise UsageError(f"train_steps is {final_step!r}; train at least one step")
-  task = corpus_task()  # loads the corpus and vocabulary: fails before any write
-  record = dict(record, vocabulary_pieces_sha256=check_vocabulary(
-      read(model_dir) if resuming else None, task, model_dir))
-  ckpt = check_checkpoint(
-      model_dir, task, "resume it with the settings it was trained with, or use a "
-      "new --model_dir") if resuming else None
-  if ckpt and divergence.skips_steps() and divergence.SKIPPED_STEPS not in dict(
-      tf.train.list_variables(ckpt)):
-    raise UsageError(f"{model_dir} was started without skipping non-finite steps, "
-                     "and its checkpoints have no skipped_steps counter; resume it "
-                     "without guards/skip_nonfinite_steps.gin, or use a new "
-                     "--model_dir")
-  if ckpt and checkpoints.step_of(ckpt) >= final_step:
-    print(f"[train] {model_dir} is already at step {checkpoints.step_of(ckpt)} of "
-          f"{final_step}: nothing to do (raise --train_steps to train further)",
-          file=sys.stderr)
-    return
-  write(model_dir, record)
-  if ckpt:
-    print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
-  print(f"[train] task {task}", file=sys.stderr)
-  run_mtf(model_dir)
+  """Trains (or resumes) the run ``record`` describes in ``model_dir``."""
+  PretrainingRun(model_dir, record).train()
 
 
-def evaluate(model_dir, split="validation", mesh=None, gin_params=(),
-             max_batches=100, **follow):
-  """Perplexity eval of every checkpoint of the run in ``model_dir`` not yet
-  evaluated; ``follow``: see :func:`primer_mtf.commands.evaluation.evaluate`."""
-  from primer_mtf.commands import evaluation  # pylint: disable=g-import-not-at-top
-  record = read(model_dir)
-  if record is None:
-    raise UsageError(f"{model_dir} is not a primer-mtf run (no {RUN_RECORD}); "
-                     "train one with `primer-mtf train --model_dir DIR`")
-  if mesh:
-    record["mesh"] = mesh
-  if record.get("kind") == "finetune":
-    from primer_mtf.commands import finetune  # pylint: disable=g-import-not-at-top
-    return finetune.evaluate(model_dir, record, gin_params, **follow)
-  from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
-  parse(record, gin_params)
-  task = corpus_task()
-  check_vocabulary(record, task, model_dir)
-  check_checkpoint(model_dir, task, "its record no longer describes its "
-                   "checkpoints; evaluate it with the settings it was trained with")
-  return evaluation.evaluate(model_dir, split, max_batches, **follow)
+class PretrainingRun(run_lib.Run):
+  """A run of ``primer-mtf train``: its record keeps the flags that chose its gin
+  files and bindings, so eval, sampling and a restart rebuild the same model."""
+
+  kind = "pretraining"
+  description = "a pretraining run"
+  # A record from before --seed has no seed: its weights were not seeded, and
+  # any seed resumes it (its data seed is in its gin bindings).
+  defaults = {"objective": configs.OBJECTIVE, "cache": None}
+
+  def configure(self, gin_params=(), mesh=None):
+    parse(dict(self.record, mesh=mesh or self.record["mesh"]), gin_params)
+
+  def compare_curve(self):
+    return self.record
+
+  def recorded_configuration(self):
+    """The whole configuration the run in this folder was trained with: its
+    record's, or for a record from before it kept one, its flags parsed again."""
+    old = run_lib.read_record(self.model_dir)
+    if "configuration" in old:
+      return old["configuration"]
+    PretrainingRun(self.model_dir, old).configure()
+    return configs.bindings()
+
+  def embedding_rows(self):
+    """The newest checkpoint's rows, else those the record's vocabulary gets."""
+    if self.checkpoint_steps():
+      return super().embedding_rows()
+    from primer_mtf.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+    return vocab_lib.embedding_rows(self.record["vocab_size"])
+
+  def train(self):
+    """Trains (or resumes); nothing is written before every check passed: the
+    flags, gin, the layout, the objective, the corpus and vocabulary, and on a
+    resume that the newest checkpoint holds this model."""
+    from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+    from primer_mtf.training import divergence  # pylint: disable=g-import-not-at-top
+    model_dir, record = self.model_dir, self.record
+    resuming = check_resume(model_dir, record)
+    recorded = self.recorded_configuration() if resuming else None
+    self.configure()
+    if resuming:
+      run_lib.check_same_configuration(model_dir, recorded, configs.bindings())
+    final_step = configs.query("utils.run.train_steps")
+    if not isinstance(final_step, int) or final_step < 1:
+      raise UsageError(f"train_steps is {final_step!r}; train at least one step")
+    task = corpus_task()  # loads the corpus and vocabulary: fails before any write
+    self.record = dict(record, configuration=configs.bindings(),
+                       vocabulary_pieces_sha256=check_vocabulary(
+                           run_lib.read_record(model_dir) if resuming else None,
+                           task, model_dir))
+    intact, damaged = checkpoints.newest_intact(model_dir) if resuming else (None, [])
+    if damaged and not intact:
+      raise UsageError(f"every checkpoint of {model_dir} is damaged ("
+                       f"{os.path.basename(damaged[0][0])}: {damaged[0][1]}); "
+                       "restore the run from a copy, or use a new --model_dir")
+    ckpt = check_checkpoint(
+        model_dir, task, "resume it with the settings it was trained with, or use "
+        "a new --model_dir", intact) if intact else None
+    if ckpt and divergence.skips_steps() and divergence.SKIPPED_STEPS not in dict(
+        tf.train.list_variables(ckpt)):
+      raise UsageError(f"{model_dir} was started without skipping non-finite "
+                       "steps, and its checkpoints have no skipped_steps counter; "
+                       "resume it without guards/skip_nonfinite_steps.gin, or use "
+                       "a new --model_dir")
+    if ckpt and checkpoints.step_of(ckpt) >= final_step:
+      print(f"[train] {model_dir} is already at step {checkpoints.step_of(ckpt)} of "
+            f"{final_step}: nothing to do (raise --train_steps to train further)",
+            file=sys.stderr)
+      return
+    with run_lib.writer_lock(model_dir):
+      for path, why in damaged:
+        print(f"[train] skipping {os.path.basename(path)}: it is damaged ({why}); "
+              f"moved to {checkpoints.DAMAGED_DIR}/", file=sys.stderr)
+      if damaged:
+        checkpoints.set_aside(model_dir, damaged, intact)
+      self.write_record()
+      if ckpt:
+        print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
+      print(f"[train] task {task}", file=sys.stderr)
+      self.run_mtf()
+
+  def evaluate(self, split="validation", gin_params=(), max_batches=100, mesh=None,
+               **follow):
+    """Perplexity eval of every checkpoint not yet evaluated."""
+    from primer_mtf.commands import evaluation  # pylint: disable=g-import-not-at-top
+    from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
+    self.configure(gin_params, mesh)
+    task = corpus_task()
+    check_vocabulary(self.record, task, self.model_dir)
+    check_checkpoint(self.model_dir, task, "its record no longer describes its "
+                     "checkpoints; evaluate it with the settings it was trained with")
+    return evaluation.evaluate(self.model_dir, task, split, max_batches, **follow)

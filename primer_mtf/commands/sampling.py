@@ -15,7 +15,6 @@ model, the reference that greedy decoding and scoring are tested against.
 """
 
 import dataclasses
-import os
 import sys
 
 import mesh_tensorflow as mtf
@@ -27,73 +26,61 @@ from t5.models import mesh_transformer
 
 from primer_mtf import configs
 from primer_mtf.errors import UsageError
-from primer_mtf.commands import runs
+from primer_mtf.commands import kinds
+from primer_mtf.commands import run as run_lib
 
 EOS = 1
 
 
 @dataclasses.dataclass
-class Run:
-  """A run opened for decoding or scoring: gin parsed, checkpoint chosen."""
-  model_dir: str
-  record: dict
+class OpenedCheckpoint:
+  """A run opened for decoding or scoring: gin configured, checkpoint chosen."""
+  run: run_lib.Run
   checkpoint: str
   step: int
   length: int
 
+  @property
+  def model_dir(self):
+    return self.run.model_dir
 
-def checkpoint_steps(model_dir):
-  paths = tf.io.gfile.glob(os.path.join(model_dir, "model.ckpt-*.index"))
-  return sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in paths)
-
-
-def choose_checkpoint(model_dir, step=None):
-  """(path, step) of checkpoint ``step``, or of the latest; one line if none."""
-  steps = checkpoint_steps(model_dir)
-  if not steps:
-    raise UsageError(f"{model_dir} has no checkpoint; train first with "
-                     f"`primer-mtf train --model_dir {model_dir}`")
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise UsageError(f"{model_dir} has no checkpoint at step {step}; it has steps "
-                     f"{', '.join(map(str, steps))}")
-  return os.path.join(model_dir, f"model.ckpt-{step}"), step
+  @property
+  def record(self):
+    """The run's record ({} for a run trained by t5_mesh_transformer)."""
+    return self.run.record or {}
 
 
 def open_run(model_dir, mesh=None, checkpoint_step=None, gin_params=()):
-  """Reads the run in ``model_dir``, picks its checkpoint, parses its gin."""
-  record = runs.read(model_dir)
-  if record is None:
-    raise UsageError(f"{model_dir} is not a primer-mtf run (no {runs.RUN_RECORD}); "
-                     "train one with `primer-mtf train --model_dir DIR`")
-  path, step = choose_checkpoint(model_dir, checkpoint_step)
-  if mesh:
-    record["mesh"] = mesh
-  runs.parse(record, gin_params)
-  if configs.query("utils.run.model_type", "bitransformer") != "lm":
-    raise UsageError(f"{model_dir} holds an encoder-decoder model; sample and "
-                     "score take decoder-only language models")
-  return Run(model_dir, record, path, step, configs.sequence_length()["targets"])
+  """Opens the run in ``model_dir`` (any kind), picks its checkpoint, configures
+  gin; decoder-only models only."""
+  run = kinds.open_run(model_dir)
+  path, step = run.checkpoint(checkpoint_step)
+  run.configure(gin_params, mesh)
+  if not run.is_language_model():
+    run.refuse(f"it holds a {configs.query('utils.run.model_type')} model; sample "
+               "and score take causal decoder-only language models")
+  return OpenedCheckpoint(run, path, step, run.sequence_length())
 
 
 def vocabulary():
-  """The run's target vocabulary (gin parsed)."""
+  """The configured run's target vocabulary (gin configured)."""
   return mtf_utils.targets_vocabulary(mesh_transformer.get_vocabulary())
 
 
 class RestoredLM:
-  """The run's model on its mesh, restored from a checkpoint (gin parsed).
+  """The configured model on its mesh, restored from ``checkpoint`` (gin
+  configured); ``length``: tokens in a sequence.
 
   Each kind of computation (sampling with given settings, teacher-forced logits)
   is built once into its own graph. Every call opens a session on it and
   restores the checkpoint, so random draws start afresh from the graph's seed: a
-  call with the same seed and inputs draws the same tokens.
+  call with the same seed and inputs draws the same tokens. (The benchmarks build
+  graphs with no checkpoint and initialise them themselves.)
   """
 
-  def __init__(self, run):
-    self.run = run
-    self.length = run.length
+  def __init__(self, length, checkpoint=None):
+    self.checkpoint = checkpoint
+    self.length = length
     self.mesh_shape = configs.mesh_shape()
     self.layout_rules = configs.layout_rules()
     devices = configs.query("utils.run.mesh_devices")
@@ -112,7 +99,7 @@ class RestoredLM:
   def __exit__(self, *unused):
     self.close()
 
-  def _build(self, key, batch, outputs_fn, seed=None):
+  def build(self, key, batch, outputs_fn, seed=None):
     """The graph that maps an int [batch, length] array to ``outputs_fn``'s
     tensors, with the ops that restore the checkpoint into it."""
     if key in self._graphs:
@@ -150,11 +137,11 @@ class RestoredLM:
     n = len(rows)
     if batch is None:
       batch = -(-n // self.batch_multiple) * self.batch_multiple
-    tf_graph, placeholder, tf_outputs, saver, copy, batch = self._build(
+    tf_graph, placeholder, tf_outputs, saver, copy, batch = self.build(
         key, batch, outputs_fn, seed)
     results = []
     with tf.Session(graph=tf_graph) as sess:
-      saver.restore(sess, self.run.checkpoint)
+      saver.restore(sess, self.checkpoint)
       sess.run(copy)
       for start in range(0, n, batch):
         chunk = rows[start:start + batch]
@@ -249,7 +236,7 @@ def sample(model_dir, prompts, max_new_tokens=32, temperature=0.0, top_k=None,
       print(f"[sample] the prompt {p[:40]!r} leaves room for {room} new tokens "
             f"(the model's length is {run.length})", file=sys.stderr)
   jobs = [(p, ids) for p, ids in zip(prompts, encoded) for _ in range(num_samples)]
-  with RestoredLM(run) as lm:
+  with RestoredLM(run.length, run.checkpoint) as lm:
     out = lm.sample([ids for _, ids in jobs], max_new_tokens, temperature, top_k,
                     seed)
   results = []

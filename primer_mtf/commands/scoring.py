@@ -2,8 +2,8 @@
 task (see :mod:`primer_mtf.data.fewshot` for the tasks and the prompts).
 
 Rank classification scores every choice by its log-likelihood after the k-shot
-context through mesh-tensorflow's own scoring, ``utils.run`` in
-``score_from_strings`` mode: each (context, choice) pair is one sequence whose
+context through mesh-tensorflow's own scoring, ``utils.score_from_strings`` on the
+run's estimator (as T5's ``MtfModel.score`` calls it): each (context, choice) pair is one sequence whose
 context tokens are an unscored prefix, and the score is the sum of the choice's
 token log-likelihoods. The task's normalisation then ranks the choices by that
 sum (``sum``), by it divided by the choice's token count (``mean``), or by it
@@ -23,14 +23,15 @@ import dataclasses
 import json
 import os
 
-import gin
 from mesh_tensorflow.transformer import utils as mtf_utils
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from primer_mtf.data import fewshot
-from primer_mtf.errors import UsageError
+from primer_mtf import files
 from primer_mtf.commands import sampling
+from primer_mtf.data import fewshot
+from primer_mtf.errors import DataNotPrepared
+from primer_mtf.errors import UsageError
 
 SCORE_DIR = "score"
 
@@ -107,9 +108,29 @@ class _IdsVocabulary:
     return self._vocab.encode_tf(s)
 
 
+def _estimator(model_dir, vocabulary):
+  """The run's estimator in scoring mode, built as ``utils.run`` builds it from
+  the configured gin (the optimizer and schedule play no part in scoring)."""
+  from primer_mtf import configs  # pylint: disable=g-import-not-at-top
+  return mtf_utils.get_estimator(
+      model_type="lm", vocabulary=vocabulary, mesh_shape=configs.mesh_shape(),
+      layout_rules=configs.layout_rules(), model_dir=model_dir,
+      batch_size=configs.batch_sequences(),
+      sequence_length=configs.sequence_length(),
+      autostack=configs.query("utils.run.autostack", True),
+      learning_rate_schedule=None, keep_checkpoint_max=None,
+      save_checkpoints_steps=None, optimizer=None, predict_fn=None,
+      variable_filter=configs.query("utils.run.variable_filter"),
+      ensemble_inputs=None, use_tpu=None, tpu_job_name=None,
+      iterations_per_loop=configs.query("utils.run.iterations_per_loop", 100),
+      cluster=None, mesh_devices=configs.query("utils.run.mesh_devices"),
+      score_in_predict_mode=True)
+
+
 def log_likelihoods(run, contexts, continuations):
   """Sum of each continuation's token log-likelihoods after its context, by
-  ``utils.run(mode="score_from_strings")`` on the run's checkpoint (gin parsed)."""
+  mesh-tensorflow's ``score_from_strings`` on the run's checkpoint (gin
+  configured); the strings are its arguments."""
   collected = []
 
   def keep(results, vocabulary):
@@ -117,14 +138,13 @@ def log_likelihoods(run, contexts, continuations):
     collected.extend(float(r["scores"]) for r in results)
     return collected
 
-  with gin.unlock_config():
-    gin.bind_parameter("score_from_strings.inputs", list(contexts))
-    gin.bind_parameter("score_from_strings.targets", list(continuations))
-    gin.bind_parameter("score_from_strings.score_postprocess_fn", keep)
-    mtf_utils.run(tpu_job_name=None, tpu=None, gcp_project=None, tpu_zone=None,
-                  model_dir=run.model_dir, mode="score_from_strings",
-                  vocabulary=_IdsVocabulary(sampling.vocabulary()),
-                  eval_checkpoint_step=run.step)
+  from primer_mtf import configs  # pylint: disable=g-import-not-at-top
+  vocabulary = _IdsVocabulary(sampling.vocabulary())
+  mtf_utils.score_from_strings(
+      _estimator(run.model_dir, vocabulary), vocabulary, "lm",
+      configs.batch_sequences(), configs.sequence_length(), run.model_dir,
+      run.step, inputs=list(contexts), targets=list(continuations),
+      score_postprocess_fn=keep)
   if len(collected) != len(continuations):
     raise RuntimeError(f"scored {len(collected)} of {len(continuations)} sequences")
   return np.array(collected)
@@ -169,7 +189,7 @@ def exact_match(run, prepared, vocab):
   prompts = [vocab.encode(c.strip()) for c in prepared.contexts]
   answers = [vocab.encode(ex.answer.strip()) for ex in prepared.examples]
   steps = max(len(a) for a in answers)
-  with sampling.RestoredLM(run) as lm:
+  with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     out = lm.sample(prompts, steps, temperature=0.0)
   correct = []
   for row, prompt, answer, ex in zip(out, prompts, answers, prepared.examples):
@@ -194,8 +214,7 @@ def _write(run, rows):
       with tf.io.gfile.GFile(path) as f:
         table = [r for r in json.load(f) if r.get("step") != row["step"]]
     table = sorted(table + [row], key=lambda r: r["step"])
-    with tf.io.gfile.GFile(path, "w") as f:
-      json.dump(table, f, indent=1)
+    files.write_json(path, table)
     paths.append(path)
   import tensorflow as tf2  # pylint: disable=g-import-not-at-top
   writer = tf2.summary.create_file_writer(os.path.join(run.model_dir, SCORE_DIR))
@@ -230,7 +249,7 @@ def score(model_dir, task_names, shots=1, seed=0, limit=None, normalize=None,
   tasks = [fewshot.get(n, tfds_data_dir, train_file) for n in names]
   run = sampling.open_run(model_dir, mesh, checkpoint_step, gin_params)
   vocab = sampling.vocabulary()
-  if not tfds_data_dir and run.record.get("tfds_data_dir"):
+  if not tfds_data_dir and run.record.get("tfds_data_dir"):   # a pretraining run's
     tasks = [fewshot.get(t.name, run.record["tfds_data_dir"])
              if t.name.startswith("super_glue/") else t for t in tasks]
   prepared, skipped = [], []
@@ -239,7 +258,7 @@ def score(model_dir, task_names, shots=1, seed=0, limit=None, normalize=None,
       prepared.append(prepare(task, shots, seed, limit, normalize, vocab,
                               run.length))
     except UsageError as e:
-      if not (task.name.startswith("super_glue/") and "is not prepared" in str(e)):
+      if not isinstance(e, DataNotPrepared):
         raise
       skipped.append(f"[score] skipping {task.name}: {e}")
   if not prepared:

@@ -91,15 +91,37 @@ def _batch_parallelism(mesh_shape, rules):
   return mesh_shape.dims[axis].size if axis is not None else 1
 
 
+DECODER_ONLY = ("lm", "delimited_lm", "prefix_lm")
+
+
 def plan(model, size, mesh="cpu", vocab_size=None, gin_params=(), gin_files=()):
-  """The plan of (model, size, mesh) as a dict; see ``format_plan``.
+  """The plan of (model, size, mesh) as a dict; see ``format_plan``. The caller's
+  gin configuration is left as it was.
 
   ``vocab_size``: embedding rows, by default those of T5's vocabulary (32,128),
   which the paper recipes use (gin/vocabularies/t5.gin)."""
-  vocab_size = vocab_size or vocab_lib.T5_EMBEDDING_ROWS
-  configs.parse(model, size, mesh, gin_files=gin_files, gin_params=gin_params)
-  if configs.query("utils.run.model_type") != "lm":
-    raise UsageError("the planner covers decoder-only models (model_type lm)")
+  with configs.preserved():
+    configs.parse(model, size, mesh, gin_files=gin_files, gin_params=gin_params)
+    return plan_configured(vocab_size or vocab_lib.T5_EMBEDDING_ROWS, model, size,
+                           mesh)
+
+
+def plan_run(run, mesh=None, gin_params=()):
+  """The plan of a run (any kind) as it is configured, its vocabulary included;
+  ``mesh``: plan it on another mesh. The caller's gin configuration is kept."""
+  record = run.record or {}
+  with configs.preserved():
+    run.configure(gin_params, mesh)
+    return plan_configured(run.embedding_rows(), record.get("model") or run.model_dir,
+                           record.get("size"), mesh or record.get("mesh"))
+
+
+def plan_configured(vocab_size, model, size, mesh):
+  """The plan of the configured model with ``vocab_size`` embedding rows;
+  ``model``, ``size`` and ``mesh`` label it."""
+  if configs.query("utils.run.model_type") not in DECODER_ONLY:
+    raise UsageError("the planner covers decoder-only models (model_type lm, or "
+                     "delimited_lm and prefix_lm when fine-tuned)")
   built = model_graph.build(vocab_size)
   mesh_shape, rules = configs.mesh_shape(), configs.layout_rules()
   acc = accelerator()
