@@ -12,8 +12,12 @@ import primer_mtf  # pylint: disable=unused-import
 from primer_mtf.training import progress
 from primer_mtf.training.progress import ProgressHook
 
+# a report: tokens/s and ETA, or for a session's first step (its time includes
+# start-up) neither
 LINE = re.compile(r"\[train\] step (\d+)/(\d+) loss (-?\d+\.\d{4}) "
-                  r"tokens/s ([\d,]+) ETA (\d+):(\d\d):(\d\d)")
+                  r"(?:tokens/s ([\d,]+) ETA (\d+):(\d\d):(\d\d)|"
+                  r"\(first step: \d+\.\d s with start-up; tokens/s and ETA from "
+                  r"the next report\))")
 
 
 class Clock:
@@ -79,7 +83,8 @@ class Driver:
 
 
 def _lines(stream):
-  return stream.getvalue().splitlines()
+  """The step reports (the session's start line aside)."""
+  return [l for l in stream.getvalue().splitlines() if l.startswith("[train] step")]
 
 
 def _steps(stream):
@@ -122,12 +127,14 @@ def test_line_format_and_tokens_per_second_from_a_controlled_clock(clock):
     driver.step(1 / 3)
   driver.close()
   assert _lines(stream) == [
-      # 0.5 steps/s x 4096 tokens; ETA 19 steps / 0.5 = 38 s
-      "[train] step 1/20 loss 2.5000 tokens/s 2,048 ETA 0:00:38",
+      # the first step's 2 s include start-up: no rate, no ETA
+      "[train] step 1/20 loss 2.5000 (first step: 2.0 s with start-up; tokens/s "
+      "and ETA from the next report)",
       # 1 step/s; ETA 15 s; the loss is the reported step's
       "[train] step 5/20 loss 15.0000 tokens/s 4,096 ETA 0:00:15",
-      # 20 steps/s = 81,920 tokens/s; ETA 10 / 20 = 0.5 s, shown as 0
-      "[train] step 10/20 loss 0.3333 tokens/s 81,920 ETA 0:00:00",
+      # 20 steps/s = 81,920 tokens/s; the ETA's rate is the moving one over the
+      # reports since the first step: 9 steps in 4.25 s, 10 steps left: 4.7 s
+      "[train] step 10/20 loss 0.3333 tokens/s 81,920 ETA 0:00:04",
   ]
 
 
@@ -144,7 +151,8 @@ def test_reports_the_first_step_every_n_steps_and_the_last(clock):
     assert total == 23
     assert f"loss {step - 1:.4f} " in line
   # one step a second since the last report, whatever the interval
-  assert {LINE.fullmatch(line).group(4) for line in _lines(stream)} == {"16"}
+  assert {LINE.fullmatch(line).group(4) for line in _lines(stream)[1:]} == {"16"}
+  assert LINE.fullmatch(_lines(stream)[0]).group(4) is None   # the first step
   # ETA: steps left at one step a second
   assert _lines(stream)[1].endswith("ETA 0:00:18")
 
@@ -179,8 +187,10 @@ def test_a_tpu_loop_of_100_steps_per_run_counts_100_steps(clock):
     driver.step(loss, steps=steps)
   driver.close()
   assert _lines(stream) == [
-      # 100 steps in 2 s: 50 steps/s x 65,536 tokens; ETA 150 / 50 = 3 s
-      "[train] step 100/250 loss 6.0000 tokens/s 3,276,800 ETA 0:00:03",
+      # the first loop includes start-up
+      "[train] step 100/250 loss 6.0000 (first step: 2.0 s with start-up; "
+      "tokens/s and ETA from the next report)",
+      # 100 steps in 2 s: 50 steps/s x 65,536 tokens; ETA 50 / 50 = 1 s
       "[train] step 200/250 loss 5.0000 tokens/s 3,276,800 ETA 0:00:01",
       # the last loop runs the 50 steps left: 25 steps/s
       "[train] step 250/250 loss 4.5000 tokens/s 1,638,400 ETA 0:00:00",
@@ -278,3 +288,123 @@ def test_in_a_monitored_session_reports_each_runs_own_loss():
       "0.5000", "1.5000", "3.0000", "3.5000"]
   assert all(LINE.fullmatch(line).group(2) == "7" for line in lines)
   assert lines[-1].endswith("ETA 0:00:00")
+
+
+def test_the_session_start_is_one_line_with_the_time_since_the_graph_began(clock):
+  stream = io.StringIO()
+  clock.now = 100.0
+  hook = ProgressHook(8, train_steps=30, stream=stream)   # as the graph starts
+  clock.now = 142.4                                       # graph and session up
+  driver = Driver(hook, initial_step=10)
+  driver.close()
+  assert stream.getvalue().splitlines() == [
+      "[train] graph built and session started in 42 s; training from step 10 "
+      "to 30"]
+
+
+def test_checkpoint_saves_are_kept_out_of_tokens_per_second_and_in_the_eta(clock):
+  """A save of 6 s between steps 4 and 5: the rate is that of the steps alone,
+  and the ETA adds the saves still to come at the measured 6 s each."""
+  stream = io.StringIO()
+  timer = progress.SaveTimer()
+  hook = ProgressHook(tokens_per_step=100, train_steps=20, every_n_steps=5,
+                      stream=stream, save_timer=timer, save_every=5)
+  driver = Driver(hook)
+  clock.now += 1.0
+  driver.step(1.0)                        # step 1
+  for step in range(2, 11):
+    clock.now += 1.0                      # each step 1 s
+    driver.step(1.0)
+    if step in (4, 9):                    # CheckpointSaverHook saving, 6 s
+      timer.before_save(None, step)
+      clock.now += 6.0
+      timer.after_save(None, step)
+  driver.close()
+  lines = _lines(stream)
+  assert timer.saves == 2 and timer.seconds == pytest.approx(12.0)
+  # steps 2-5: 4 steps in 4 s of training (10 s of wall time): 100 tokens/s;
+  # ETA: 15 steps at 1 step/s, plus 3 saves (at 10, 15, 20) of 6 s: 33 s
+  assert lines[1] == "[train] step 5/20 loss 1.0000 tokens/s 100 ETA 0:00:33"
+  # steps 6-10, the save at 9 left out: 10 steps left, 2 saves: 22 s
+  assert lines[2] == "[train] step 10/20 loss 1.0000 tokens/s 100 ETA 0:00:22"
+
+
+def test_the_eta_rate_moves_with_the_last_reports(clock):
+  """A slow start does not hold the ETA up for long: the rate is that of the
+  last RATE_WINDOW reports."""
+  stream = io.StringIO()
+  driver = Driver(ProgressHook(1, train_steps=100, every_n_steps=1, stream=stream))
+  for i in range(12):
+    clock.now += 10.0 if i < 4 else 1.0    # three slow steps after the first
+    driver.step(1.0)
+  driver.close()
+  last = LINE.fullmatch(_lines(stream)[-1])
+  # the window holds steps 8-12, 1 s each: 88 steps left
+  assert last.group(5, 6, 7) == ("0", "01", "28")
+
+
+def test_ctrl_c_in_a_session_stops_after_that_step_and_restores_the_handler():
+  """SIGINT while a step runs: the step ends, is reported, and the session stops
+  (a MonitoredSession's stop request); the handler before is back afterwards."""
+  import os
+  import signal
+  before = signal.getsignal(signal.SIGINT)
+  stream = io.StringIO()
+  hook = ProgressHook(1, train_steps=100, every_n_steps=50, stream=stream)
+  ran = []
+  with tf.Graph().as_default():
+    step = tf.train.get_or_create_global_step()
+    tf.add_to_collection(tf.GraphKeys.LOSSES, tf.constant(1.5))
+    train_op = tf.assign_add(step, 1)
+    with progress.StopOnInterrupt(hook, stream) as interrupt:
+      with tf.train.MonitoredSession(hooks=[hook]) as sess:
+        while not sess.should_stop():
+          sess.run(train_op)
+          ran.append(1)
+          if len(ran) == 7:
+            os.kill(os.getpid(), signal.SIGINT)   # handled between two runs
+      assert signal.getsignal(signal.SIGINT) != before
+  assert signal.getsignal(signal.SIGINT) == before
+  assert interrupt.interrupted and hook.last_step == 8 and len(ran) == 8
+  text = stream.getvalue()
+  assert "[train] Ctrl-C: stopping after the current step" in text
+  assert _lines(stream)[-1].startswith("[train] step 8/100 loss 1.5000 ")
+  assert _lines(stream)[-1].endswith("; stopping here (Ctrl-C)")
+
+
+def test_ctrl_c_before_the_session_or_twice_interrupts_at_once():
+  import os
+  import signal
+  hook = ProgressHook(1, train_steps=10, stream=io.StringIO())
+  with pytest.raises(KeyboardInterrupt):
+    with progress.StopOnInterrupt(hook):
+      os.kill(os.getpid(), signal.SIGINT)      # the graph is still building
+      for _ in range(100):
+        pass
+  hook.in_session = True
+  with pytest.raises(KeyboardInterrupt):
+    with progress.StopOnInterrupt(hook, io.StringIO()) as interrupt:
+      os.kill(os.getpid(), signal.SIGINT)      # asks to stop after the step
+      for _ in range(100):
+        pass
+      assert interrupt.interrupted and hook.stop_requested
+      os.kill(os.getpid(), signal.SIGINT)      # again: at once
+      for _ in range(100):
+        pass
+
+
+def test_describe_run_names_what_the_user_chose(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "primer_mtf_run.json").write_text(json.dumps(
+      {"kind": "pretraining", "model": "primer_ez", "size": "tiny",
+       "corpus": "kjv", "vocab_size": 4096}))
+  assert progress.describe_run(str(run)) == (
+      "primer_ez tiny (corpus kjv, 4,096-piece vocabulary)")
+  tuned = tmp_path / "tuned"
+  tuned.mkdir()
+  (tuned / "primer_mtf_run.json").write_text(json.dumps(
+      {"kind": "finetuning", "pretrained_dir": "/x/runs/ez/", "pretrained_step": 300,
+       "task": "kjv_book", "format": "prefix"}))
+  assert progress.describe_run(str(tuned)) == (
+      "ez (step 300) fine-tuned on kjv_book (prefix format)")
