@@ -2,7 +2,7 @@
 # Installs primer-mtf and its pinned stack into ./.venv (or $PRIMER_MTF_VENV).
 # Idempotent: a second run only reinstalls primer-mtf itself.
 #
-#   launch/install.sh [--tensorflow registry|system] [--stack training|dataflow] [--dry_run]
+#   launch/install.sh [--tensorflow registry|system] [--stack training|gpu|dataflow] [--dry_run]
 #
 # --tensorflow registry (default; CPU and GPU): the venv is the whole environment,
 #   TensorFlow included, from the package registry.
@@ -13,6 +13,11 @@
 #   https://github.com/tensorflow/tensorflow/issues/52149). The lock's other pins
 #   (numpy, protobuf, keras, tensorflow-estimator, tensorflow-text 2.15) take
 #   precedence over the image's and are the versions TensorFlow 2.15 needs.
+# --stack gpu: the training stack plus the CUDA 12.2 and cuDNN 8.9 libraries that
+#   TensorFlow 2.15 is built for, as the pip wheels tensorflow[and-cuda]==2.15.1
+#   names (its METADATA; installed --no-deps like the lock, so exactly these). The
+#   host needs only the NVIDIA driver (525.60 or newer for CUDA 12); then
+#   `launch/gpu.sh check` says whether TensorFlow sees the GPUs.
 # --stack dataflow: the venv that submits `primer-mtf cache --runner dataflow`, from
 #   requirements-dataflow.lock into ./.venv-dataflow: Beam's Dataflow runner needs
 #   protobuf 4, the training lock has protobuf 3.20 (see that file's header).
@@ -26,10 +31,17 @@ source launch/common.sh
 tensorflow=registry stack=training takes_gin_param=0
 parse_flags tensorflow stack -- "$@"
 case "$stack" in
-  training) lock=requirements.lock venv="${PRIMER_MTF_VENV:-.venv}" ;;
+  training|gpu) lock=requirements.lock venv="${PRIMER_MTF_VENV:-.venv}" ;;
   dataflow) lock=requirements-dataflow.lock venv="${PRIMER_MTF_VENV:-.venv-dataflow}" ;;
-  *) die "--stack is training (the default) or dataflow (the cache job's submitter)" ;;
+  *) die "--stack is training (the default), gpu (training with CUDA 12.2 and cuDNN 8.9) or dataflow (the cache job's submitter)" ;;
 esac
+# tensorflow[and-cuda]==2.15.1's CUDA wheels (CUDA 12.2, cuDNN 8.9), exactly
+cuda_wheels=(nvidia-cublas-cu12==12.2.5.6 nvidia-cuda-cupti-cu12==12.2.142
+  nvidia-cuda-nvcc-cu12==12.2.140 nvidia-cuda-nvrtc-cu12==12.2.140
+  nvidia-cuda-runtime-cu12==12.2.140 nvidia-cudnn-cu12==8.9.4.25
+  nvidia-cufft-cu12==11.0.8.103 nvidia-curand-cu12==10.3.3.141
+  nvidia-cusolver-cu12==11.5.2.141 nvidia-cusparse-cu12==12.1.2.141
+  nvidia-nccl-cu12==2.16.5 nvidia-nvjitlink-cu12==12.2.140)
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 11)))'; then
   die "$("$python" --version 2>&1) found; the lock needs Python 3.10 or 3.11 (set PYTHON=python3.11)"
@@ -37,6 +49,7 @@ fi
 case "$tensorflow" in
   registry) sees_system=false ;;
   system)
+    [ "$stack" != gpu ] || die "--stack gpu brings the registry's TensorFlow its CUDA; it does not go with --tensorflow system"
     "$python" -c 'import sys, tensorflow as tf; sys.exit(not tf.__version__.startswith("2.15."))' \
       2>/dev/null || die "--tensorflow system needs TensorFlow 2.15 in $python (a tpu-vm-tf-2.15 image)"
     sees_system=true ;;
@@ -63,6 +76,10 @@ fi
 # Exact pins, no resolution: the lock file is the whole environment.
 [ "$dry_run" = 1 ] || echo "installing the pinned stack into $venv (a few minutes on a fresh machine)"
 run_cmd "$venv/bin/python" -m pip install --quiet --no-deps -r "$lock"
+if [ "$stack" = gpu ]; then
+  [ "$dry_run" = 1 ] || echo "installing CUDA 12.2 and cuDNN 8.9 (tensorflow[and-cuda]==2.15.1's wheels, about 3 GB)"
+  run_cmd "$venv/bin/python" -m pip install --quiet --no-deps "${cuda_wheels[@]}"
+fi
 run_cmd rm -rf build   # setuptools would copy modules that were moved or removed since
 run_cmd "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 if [ "$sees_system" = true ]; then

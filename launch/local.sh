@@ -2,7 +2,7 @@
 # Trains, then evaluates, on this machine's CPU: a small model on a mesh of
 # virtual CPU devices (cpu, cpu_2x2, cpu_1x4) that stands in for a pod slice.
 #
-#   launch/local.sh --model_dir DIR [--model primer_ez] [--size tiny] [--mesh cpu_2x2]
+#   launch/local.sh --model_dir DIR [--model primer] [--size tiny] [--mesh cpu]
 #       [--corpus kjv|FILE|FOLDER] [--train_steps N] [--gin_param BINDING] [--dry_run]
 set -euo pipefail
 cd "$(dirname "$0")/.."

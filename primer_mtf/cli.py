@@ -308,7 +308,10 @@ def plan(args):
   else:
     result = planner.plan(args.model or "transformer", args.size or "tiny",
                           args.mesh or "cpu", args.vocab_size, args.gin_param)
-  print(json.dumps(result, indent=1) if args.json else planner.format_plan(result))
+  # the first error is the command's one error line (stderr), not also the plan's
+  skip = 1 if result["errors"] else 0
+  print(json.dumps(result, indent=1) if args.json
+        else planner.format_plan(result, skip_errors=skip))
   if result["errors"]:
     raise UsageError(result["errors"][0])
   return 0

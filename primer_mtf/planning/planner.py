@@ -102,8 +102,10 @@ def plan(model, size, mesh="cpu", vocab_size=None, gin_params=(), gin_files=()):
   which the paper recipes use (gin/vocabularies/t5.gin)."""
   with configs.preserved():
     configs.parse(model, size, mesh, gin_files=gin_files, gin_params=gin_params)
-    return plan_configured(vocab_size or vocab_lib.T5_EMBEDDING_ROWS, model, size,
-                           mesh)
+    result = plan_configured(vocab_size or vocab_lib.T5_EMBEDDING_ROWS, model, size,
+                             mesh)
+  result["vocabulary"] = "given" if vocab_size else "t5"
+  return result
 
 
 def plan_run(run, mesh=None, gin_params=()):
@@ -112,8 +114,10 @@ def plan_run(run, mesh=None, gin_params=()):
   record = run.record or {}
   with configs.preserved():
     run.configure(gin_params, mesh)
-    return plan_configured(run.embedding_rows(), record.get("model") or run.model_dir,
-                           record.get("size"), mesh or record.get("mesh"))
+    result = plan_configured(run.embedding_rows(), record.get("model") or run.model_dir,
+                             record.get("size"), mesh or record.get("mesh"))
+  result["vocabulary"] = "run"
+  return result
 
 
 def plan_configured(vocab_size, model, size, mesh):
@@ -163,7 +167,8 @@ def plan_configured(vocab_size, model, size, mesh):
       "model": model, "size": size, "mesh": mesh,
       "mesh_shape": str(mesh_shape) if mesh_shape.size else "one device",
       "accelerator": acc["kind"], "tpu_topology": acc["tpu_topology"],
-      "cores": cores, "parameters": built.parameters(),
+      "cores": cores, "embedding_rows": vocab_size,
+      "vocabulary": "given", "parameters": built.parameters(),
       "active_parameters": built.active_parameters(),
       "parameters_per_core": params_per_core,
       "flops_per_token": step_flops // (batch_sequences * length),
@@ -183,9 +188,27 @@ def plan_configured(vocab_size, model, size, mesh):
   return result
 
 
-def format_plan(p):
+# What the plan's vocabulary line says of where its embedding rows come from.
+VOCABULARY_SOURCES = {
+    "t5": "T5's vocabulary, the default without --model_dir; `train` trains a "
+          "4,096-piece one on its corpus: plan it with --vocab_size 4096, or a run "
+          "with --model_dir RUN",
+    "given": "--vocab_size",
+    "run": "the run's own vocabulary",
+}
+
+
+def _gib(b):
+  """GiB to two places; under 0.01 GiB, MiB (Adafactor's factored moments)."""
+  return f"{b / GiB:.2f} GiB" if b == 0 or b >= GiB / 100 else f"{b / (1 << 20):.2f} MiB"
+
+
+def format_plan(p, skip_errors=0):
+  """The plan as text; ``skip_errors``: leave out that many of its first errors
+  (the command prints the first as its one error line instead)."""
   m = p["memory_per_core"]
-  gib = lambda b: f"{b / GiB:.2f} GiB"
+  gib = _gib
+  source = VOCABULARY_SOURCES.get(p.get("vocabulary", "given"), "")
   lines = [
       f"plan: model={p['model']} size={p['size']} mesh={p['mesh']} "
       f"({p['mesh_shape']}, {p['cores']} x {p['accelerator']})",
@@ -193,11 +216,13 @@ def format_plan(p):
       f"{p['parameters_per_core']:,} per core" + (
           f", {p['active_parameters']:,} active a token"
           if p["active_parameters"] != p["parameters"] else ""),
+      f"  vocabulary           {p['embedding_rows']:,} embedding rows ({source})",
       f"  training FLOPs       {p['flops_per_token']:.3e} per token, "
       f"{p['flops_per_step']:.3e} per step "
       f"({p['batch_sequences']} x {p['sequence_length']} tokens)",
       f"  memory per core      variables {gib(m['variables'])}, gradients "
-      f"{gib(m['gradients'])}, Adafactor {gib(m['adafactor'])}, activations "
+      f"{gib(m['gradients'])}, Adafactor {gib(m['adafactor'])} (factored second "
+      f"moments: a row and a column of each matrix), activations "
       f"{gib(m['activations'])} (microbatch {p['microbatch_tokens_per_replica']} "
       f"tokens)" + (f", master copy {gib(m['master_copy'])}, runtime "
                     f"{gib(m['runtime'])}" if m["runtime"] else "") +
@@ -205,5 +230,5 @@ def format_plan(p):
       f"  layout               {'divides' if p['divides'] else 'DOES NOT DIVIDE'}",
       f"  step time at peak    {p['step_seconds_at_peak']:.3g} s",
   ]
-  lines += [f"  error: {e}" for e in p["errors"]]
+  lines += [f"  error: {e}" for e in p["errors"][skip_errors:]]
   return "\n".join(lines)
