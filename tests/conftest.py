@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated vocabulary cache and a CLI runner."""
+import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +23,17 @@ def run_cli(*args, timeout=900):
   return subprocess.run([sys.executable, "-m", "primer_mtf", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=timeout,
                         env=dict(os.environ))
+
+
+def digests(folder):
+  """{path under ``folder``: sha256 of its bytes} of every file in it."""
+  out = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out
 
 
 def read_progress(model_dir):

@@ -1,6 +1,5 @@
 """Nothing damages a run: a resume runs the recorded configuration or is refused,
 and one process writes a run at a time."""
-import hashlib
 import json
 import os
 import socket
@@ -10,19 +9,10 @@ import sys
 import pytest
 
 from conftest import REPO
+from conftest import digests
 from conftest import run_cli
 from primer_mtf.commands import run as run_lib
 from primer_mtf.errors import UsageError
-
-
-def _digests(model_dir):
-  out = {}
-  for root, _, files in os.walk(model_dir):
-    for name in files:
-      with open(os.path.join(root, name), "rb") as f:
-        out[os.path.relpath(os.path.join(root, name), model_dir)] = hashlib.sha256(
-            f.read()).hexdigest()
-  return out
 
 
 # -- the rules, on their own
@@ -128,10 +118,10 @@ def _refused(result, message):
     ([], "DenseReluDense.use_bias = False (now True)")])   # the binding dropped
 def test_a_resume_that_changes_the_model_is_refused_and_touches_nothing(
     trained, change, named):
-  before = _digests(trained)
+  before = digests(trained)
   _refused(run_cli("train", "--model_dir", trained, "--train_steps", "4", *change),
            named)
-  assert _digests(trained) == before
+  assert digests(trained) == before
 
 
 @pytest.mark.e2e

@@ -1,7 +1,6 @@
 """Every command on every kind of run: a pretraining run, a fine-tuning run and a
 run trained by T5's own ``t5_mesh_transformer``. Each command works on it, or
 refuses with one line and exit 2, and leaves the run's files as they were."""
-import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from conftest import digests
 from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -28,17 +28,6 @@ def _refused(result, message):
   assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
-
-
-def _digests(model_dir):
-  """Each file's bytes, by path."""
-  out = {}
-  for root, _, files in os.walk(model_dir):
-    for name in files:
-      with open(os.path.join(root, name), "rb") as f:
-        out[os.path.relpath(os.path.join(root, name), model_dir)] = hashlib.sha256(
-            f.read()).hexdigest()
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +59,7 @@ KINDS = ("pretraining", "finetuning", "binary")
 @pytest.mark.parametrize("kind", KINDS)
 def test_sample_score_and_plan_work_on_every_kind(runs, kind):
   model_dir = runs[kind]
-  before = _digests(model_dir)
+  before = digests(model_dir)
   sample = _ok(run_cli("sample", "--model_dir", model_dir, "--prompt", "And God said",
                        "--max_new_tokens", "4"))
   assert sample.stdout.strip(), sample.stderr[-2000:]
@@ -78,22 +67,22 @@ def test_sample_score_and_plan_work_on_every_kind(runs, kind):
   result = json.loads(plan.stdout)
   # the run's own vocabulary, read from its checkpoint: 4,096 pieces padded
   assert result["parameters"] > 0 and not result["errors"]
-  assert _digests(model_dir) == before   # sample and plan write nothing
+  assert digests(model_dir) == before   # sample and plan write nothing
   score = _ok(run_cli("score", "--model_dir", model_dir, "--task", "kjv_ending",
                       "--limit", "4", "--shots", "0"))
   assert "[score] kjv_ending 0-shot step" in score.stderr + score.stdout
-  after = _digests(model_dir)
+  after = digests(model_dir)
   assert {k: v for k, v in after.items() if k in before} == before
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_eval_works_on_every_kind_and_adds_files_only(runs, kind):
   model_dir = runs[kind]
-  before = _digests(model_dir)
+  before = digests(model_dir)
   result = _ok(run_cli("eval", "--model_dir", model_dir, "--max_batches", "2",
                        *FEW_EXAMPLES))
   assert "[eval] wrote" in result.stdout
-  after = _digests(model_dir)
+  after = digests(model_dir)
   assert {k: v for k, v in after.items() if k in before} == before
   assert "primer_mtf_run.json" not in after or kind != "binary"
 
@@ -108,9 +97,9 @@ def test_compare_refuses_runs_it_cannot_count(runs, kind, tmp_path):
     ("binary", "trained by t5_mesh_transformer; primer-mtf does not rewrite it"),
     ("finetuning", "holds a finetuning run, not a pretraining run")])
 def test_train_refuses_a_run_of_another_kind_and_touches_nothing(runs, kind, message):
-  before = _digests(runs[kind])
+  before = digests(runs[kind])
   _refused(run_cli("train", "--model_dir", runs[kind], "--train_steps", "8"), message)
-  assert _digests(runs[kind]) == before
+  assert digests(runs[kind]) == before
 
 
 def test_a_folder_that_is_no_run_is_one_line(tmp_path):

@@ -288,13 +288,13 @@ class BinaryRun(Run):
                 "finetune --pretrained_dir`")
 
   def configure(self, gin_params=(), mesh=None):
-    files = [os.path.join(self.model_dir, OPERATIVE_CONFIG)]
+    gin_files = [os.path.join(self.model_dir, OPERATIVE_CONFIG)]
     if mesh:
-      files.append(configs.resolve("meshes", mesh))
+      gin_files.append(configs.resolve("meshes", mesh))
     configs.clear()
     # the binary binds the vocabulary in code, after its gin files (T5's
     # mesh_transformer_main), so its operative config does not hold it
-    configs.parse_files(files, ["utils.run.vocabulary = "
+    configs.parse_files(gin_files, ["utils.run.vocabulary = "
                                 "@t5.models.mesh_transformer.get_vocabulary()",
                                 *gin_params])
 
@@ -322,5 +322,7 @@ class BinaryRun(Run):
                **follow):
     from primer_mtf.commands import evaluation  # pylint: disable=g-import-not-at-top
     self.configure(gin_params, mesh)
-    return evaluation.evaluate(self.model_dir, self.eval_task(), split, max_batches,
-                               **follow)
+    task = self.eval_task()
+    # the operative config holds what training used: the train task only
+    configs.parse_files([], [f"mesh_eval_dataset_fn.mixture_or_task_name = {task!r}"])
+    return evaluation.evaluate(self.model_dir, task, split, max_batches, **follow)

@@ -213,7 +213,6 @@ class PretrainingRun(run_lib.Run):
     flags, gin, the layout, the objective, the corpus and vocabulary, and on a
     resume that the newest checkpoint holds this model."""
     from primer_mtf.data.tasks import corpus_task  # pylint: disable=g-import-not-at-top
-    from primer_mtf.training import divergence  # pylint: disable=g-import-not-at-top
     model_dir, record = self.model_dir, self.record
     resuming = check_resume(model_dir, record)
     recorded = self.recorded_configuration() if resuming else None
@@ -228,20 +227,7 @@ class PretrainingRun(run_lib.Run):
                        vocabulary_pieces_sha256=check_vocabulary(
                            run_lib.read_record(model_dir) if resuming else None,
                            task, model_dir))
-    intact, damaged = checkpoints.newest_intact(model_dir) if resuming else (None, [])
-    if damaged and not intact:
-      raise UsageError(f"every checkpoint of {model_dir} is damaged ("
-                       f"{os.path.basename(damaged[0][0])}: {damaged[0][1]}); "
-                       "restore the run from a copy, or use a new --model_dir")
-    ckpt = check_checkpoint(
-        model_dir, task, "resume it with the settings it was trained with, or use "
-        "a new --model_dir", intact) if intact else None
-    if ckpt and divergence.skips_steps() and divergence.SKIPPED_STEPS not in dict(
-        tf.train.list_variables(ckpt)):
-      raise UsageError(f"{model_dir} was started without skipping non-finite "
-                       "steps, and its checkpoints have no skipped_steps counter; "
-                       "resume it without guards/skip_nonfinite_steps.gin, or use "
-                       "a new --model_dir")
+    ckpt, damaged = self.resume_point(task) if resuming else (None, [])
     if ckpt and checkpoints.step_of(ckpt) >= final_step:
       print(f"[train] {model_dir} is already at step {checkpoints.step_of(ckpt)} of "
             f"{final_step}: nothing to do (raise --train_steps to train further)",
@@ -252,12 +238,34 @@ class PretrainingRun(run_lib.Run):
         print(f"[train] skipping {os.path.basename(path)}: it is damaged ({why}); "
               f"moved to {checkpoints.DAMAGED_DIR}/", file=sys.stderr)
       if damaged:
-        checkpoints.set_aside(model_dir, damaged, intact)
+        checkpoints.set_aside(model_dir, damaged, ckpt)
       self.write_record()
       if ckpt:
         print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
       print(f"[train] task {task}", file=sys.stderr)
       self.run_mtf()
+
+  def resume_point(self, task):
+    """(the newest whole checkpoint, [(path, why) of damaged newer ones]), after
+    checking that it holds this model and can resume under these settings."""
+    from primer_mtf.training import divergence  # pylint: disable=g-import-not-at-top
+    model_dir = self.model_dir
+    ckpt, damaged = checkpoints.newest_intact(model_dir)
+    if damaged and not ckpt:
+      raise UsageError(f"every checkpoint of {model_dir} is damaged ("
+                       f"{os.path.basename(damaged[0][0])}: {damaged[0][1]}); "
+                       "restore the run from a copy, or use a new --model_dir")
+    if not ckpt:
+      return None, damaged
+    check_checkpoint(model_dir, task, "resume it with the settings it was trained "
+                     "with, or use a new --model_dir", ckpt)
+    if divergence.skips_steps() and divergence.SKIPPED_STEPS not in dict(
+        tf.train.list_variables(ckpt)):
+      raise UsageError(f"{model_dir} was started without skipping non-finite "
+                       "steps, and its checkpoints have no skipped_steps counter; "
+                       "resume it without guards/skip_nonfinite_steps.gin, or use "
+                       "a new --model_dir")
+    return ckpt, damaged
 
   def evaluate(self, split="validation", gin_params=(), max_batches=100, mesh=None,
                **follow):
