@@ -211,3 +211,29 @@ def test_write_results_of_an_empty_table(tmp_path):
   with open(path) as f:
     assert json.load(f) == []
   assert _read_csv(tmp_path / "eval_train.csv") == [["step"]]
+
+
+def test_loss_plot_limits_fit_the_points_after_step_0(tmp_path):
+  """The untrained loss at step 0 (9.4) would squash the rest: the y axis fits
+  the later points and the step-0 point is noted."""
+  assert evaluation._y_limits([]) is None
+  low, high = evaluation._y_limits([5.0, 4.5, 4.0])
+  assert 3.8 < low < 4.0 and 5.0 < high < 5.2
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  (model_dir / "primer_mtf_run.json").write_text(json.dumps(
+      {"model": "primer_ez", "size": "tiny", "corpus": "kjv"}))
+  table = [{"step": 0, "loss": 9.4}, {"step": 100, "loss": 5.0},
+           {"step": 200, "loss": 4.5}]
+  path = evaluation.plot(str(model_dir), "validation", table)
+  assert os.path.getsize(path) > 0
+  assert evaluation.run_label(str(model_dir)) == "primer_ez tiny on kjv (run)"
+  assert evaluation.run_label(str(tmp_path / "none")) == "none"
+
+
+def test_majority_class_only_where_the_targets_are_classes():
+  from primer_mtf.commands import finetune  # pylint: disable=g-import-not-at-top
+  books = [b"Genesis"] * 6 + [b"Exodus"] * 3 + [b"Job"]
+  assert finetune.majority_fraction(books) == pytest.approx(0.6)
+  assert finetune.majority_fraction([f"free text {i}" for i in range(10)]) is None
+  assert finetune.majority_fraction([]) is None

@@ -134,8 +134,10 @@ def _keep_only_the_last_checkpoint(model_dir):
 
 
 def _final_accuracy(model_dir):
+  """In percent, as the measurements quoted here (eval_validation.json holds
+  fractions)."""
   with open(os.path.join(model_dir, "eval_validation.json")) as f:
-    return json.load(f)[-1]["accuracy"]
+    return 100 * json.load(f)[-1]["accuracy"]
 
 
 def _majority_accuracy():
@@ -189,7 +191,7 @@ def test_finetuning_from_pretrained_beats_a_random_start(pretrained, finetuned,
   _keep_only_the_last_checkpoint(scratch)
   _ok(run_cli("eval", "--model_dir", scratch, *EVAL))
   tuned, random_start = _correct(finetuned[0]), _correct(scratch)
-  # the accuracies written are these decodes' (T5's accuracy metric, in percent)
+  # the accuracies written are these decodes' (T5's accuracy metric)
   assert _final_accuracy(finetuned[0]) == pytest.approx(100 * tuned.mean(), abs=1e-9)
   assert _final_accuracy(scratch) == pytest.approx(100 * random_start.mean(),
                                                    abs=1e-9)

@@ -46,6 +46,8 @@ class Curve:
   losses: list
   flops_per_step: float
   seconds: list = None   # wall-clock seconds of training at each step, or None
+  label: str = None      # for plots: the model and size (and the folder), not
+                         # the folder's name alone ("tiny" reads like a size)
 
   def compute(self, axis):
     if axis == "flops":
@@ -256,9 +258,12 @@ def curve(model_dir, record, table, rows, group_by_model=False):
   """The Curve of a run read by :func:`read_run`."""
   name = os.path.basename(os.path.normpath(model_dir))
   plan = _plan(record, rows)
+  chosen = f"{record['model']} {record.get('size') or ''}".strip()
   result = Curve(name=name, group=record["model"] if group_by_model else name,
                  steps=[r["step"] for r in table], losses=[r["loss"] for r in table],
-                 flops_per_step=plan["flops_per_step"])
+                 flops_per_step=plan["flops_per_step"],
+                 label=chosen if group_by_model or chosen == name
+                 else f"{chosen} ({name})")
   log_path = os.path.join(model_dir, progress.TRAIN_LOG)
   if tf.io.gfile.exists(log_path):
     log_rows = files.read_json_lines(log_path)
@@ -288,7 +293,10 @@ def plot(curves, summary, path):
   fig, (ax, by_budget) = plt.subplots(1, 2, figsize=(14, 5),
                                       gridspec_kw={"width_ratios": [3, 2]})
   colors = {g: f"C{i}" for i, g in enumerate(summary["groups"])}
-  plot_by_budget(by_budget, summary, colors)
+  names = {}
+  for c in curves:
+    names.setdefault(c.group, c.label or c.group)
+  plot_by_budget(by_budget, summary, colors, names)
   target = summary["target_loss"]
   labelled = set()
   for curve, row in zip(curves, summary["runs"]):
@@ -299,12 +307,12 @@ def plot(curves, summary, path):
     if curve.group not in labelled:
       labelled.add(curve.group)
       if curve.group == summary["baseline"]:
-        label = f"{curve.group} (baseline)"
+        label = f"{names[curve.group]} (baseline)"
       elif stats:
         spread = f" ± {stats['std']:.2f}" if stats["n"] > 1 else ""
-        label = f"{curve.group} ({stats['mean']:.2f}x{spread})"
+        label = f"{names[curve.group]} ({stats['mean']:.2f}x{spread})"
       else:
-        label = f"{curve.group} (never reached)"
+        label = f"{names[curve.group]} (never reached)"
     ax.plot([flops[i] for i in keep], [curve.losses[i] for i in keep], "o-",
             color=colors[curve.group], alpha=0.8, markersize=3, label=label)
     reached = row["to_target"]["flops"]
@@ -315,17 +323,20 @@ def plot(curves, summary, path):
   ax.set_xscale("log")
   ax.set_xlabel("training FLOPs")
   ax.set_ylabel("validation loss (nats/token)")
-  ax.set_title(f"speedup over {summary['baseline']} in training FLOPs "
-               "to reach its final loss")
+  baseline = names.get(summary["baseline"], summary["baseline"])
+  ax.set_title(f"speedup in training FLOPs over the baseline, {baseline}, to reach "
+               "its final loss", fontsize=10)
   ax.grid(alpha=0.3, which="both")
   ax.legend()
   files.save_figure(fig, path)
   plt.close(fig)
 
 
-def plot_by_budget(ax, summary, colors):
+def plot_by_budget(ax, summary, colors, names=None):
   """Each group's speedup in FLOPs against the training length the baseline's
-  loss was taken at: every run (thin) and the mean over them (thick)."""
+  loss was taken at: every run (thin) and the mean over them (thick). ``names``:
+  {group: its label in the legend}."""
+  names = names or {}
   for group, entries in summary.get("by_budget", {}).items():
     points = [e for e in entries if e["flops"]]
     if not points:
@@ -339,15 +350,17 @@ def plot_by_budget(ax, summary, colors):
         ax.plot([p[0] for p in run], [p[1] for p in run], "-", linewidth=0.8,
                 color=colors[group], alpha=0.4)
     ax.plot(steps, [e["flops"]["mean"] for e in points], "o-", color=colors[group],
-            markersize=3, linewidth=2, label=group + (f" (mean; {runs} runs thin)"
-                                                       if runs > 1 else ""))
+            markersize=3, linewidth=2,
+            label=names.get(group, group) + (f" (mean; {runs} runs thin)"
+                                             if runs > 1 else ""))
     s = summary.get("shape", {}).get(group)
     if s:
       ax.annotate(f"peak {s['peak']:.2f}x", (s["peak_step"], s["peak"]),
                   textcoords="offset points", xytext=(0, 6), fontsize=7,
                   color=colors[group], ha="center")
   ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-  ax.set_xlabel(f"training steps of the baseline ({summary['baseline']})")
+  ax.set_xlabel("training steps of the baseline "
+                f"({names.get(summary['baseline'], summary['baseline'])})")
   ax.set_ylabel("speedup in FLOPs to the baseline's loss there")
   ax.set_title("speedup at every shorter budget")
   ax.grid(alpha=0.3)

@@ -4,10 +4,23 @@ The evaluation itself is mesh-tensorflow's ``perplexity_eval`` mode of
 ``utils.run``: teacher-forced cross-entropy and token accuracy over a split. It
 writes TensorBoard events; this module turns them into ``eval_<split>.json`` and
 ``.csv`` (step -> loss, perplexity, token accuracy) and ``loss.png``.
+
+Which loss is which: ``loss`` here is ``-neg_log_perplexity``, the cross-entropy
+summed over every target token of the examples evaluated and divided by their
+count (nats per token). TensorBoard's ``loss`` tag in the eval folder is the
+estimator's: the model's training loss averaged over batches, which divides by
+every position of the padded batch (padding and the zeroed-out examples that fill
+the last batch included), so it reads lower. The eval folder is
+``eval_<task>_<split>_<N>``, N the number of examples evaluated: results over
+another N are kept apart.
+
+Each checkpoint is evaluated by its own call, so a line (stderr) reports each as
+it finishes.
 """
 
 import csv
 import glob
+import json
 import math
 import os
 import sys
@@ -101,30 +114,83 @@ def _step_plot(path, title, ylabel, draw):
   return path
 
 
+def run_label(model_dir):
+  """A run's name for plots: its model and size (a pretraining run), its task
+  (a fine-tuning run), with the folder's name."""
+  name = os.path.basename(os.path.normpath(model_dir))
+  path = os.path.join(model_dir, "primer_mtf_run.json")
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      record = json.load(f)
+  except (ValueError, tf.errors.OpError):
+    return name
+  if not isinstance(record, dict):
+    return name
+  if record.get("model"):
+    what = f"{record['model']} {record.get('size') or ''}".strip()
+    if record.get("corpus"):
+      what += f" on {record['corpus']}"
+  elif record.get("task"):
+    what = f"fine-tuned on {os.path.basename(str(record['task']))}"
+  else:
+    return name
+  return f"{what} ({name})"
+
+
+def _y_limits(values):
+  """Limits that show the values past step 0 (the untrained loss, far above the
+  rest, would squash them)."""
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  if not values:
+    return None
+  low, high = min(values), max(values)
+  pad = max((high - low) * 0.08, 0.05)
+  return low - pad, high + pad
+
+
 def plot(model_dir, split, table):
-  """loss.png: training loss from the progress log and eval loss per checkpoint."""
+  """loss.png: training loss from the progress log and eval loss per checkpoint.
+  The y axis fits the points after step 0; a step-0 point above it is noted."""
   def draw(ax):
     log = os.path.join(model_dir, progress.TRAIN_LOG)
+    later = [r["loss"] for r in table if r["step"] > 0]
     if tf.io.gfile.exists(log):
       points = sorted({r["step"]: r["loss"]
                        for r in files.read_json_lines(log)}.items())
-      ax.plot([p[0] for p in points], [p[1] for p in points], label="train loss",
-              alpha=0.7)
+      ax.plot([p[0] for p in points], [p[1] for p in points],
+              label="training loss (per batch position)", alpha=0.7)
+      later += [p[1] for p in points if p[0] > 1]
     ax.plot([r["step"] for r in table], [r["loss"] for r in table], "o-",
-            label=f"{split} loss")
+            label=f"{split} loss (per target token)")
+    limits = _y_limits(later)
+    if limits:
+      ax.set_ylim(*limits)
+      above = [r for r in table if r["step"] == 0 and r["loss"] > limits[1]]
+      if above:
+        ax.annotate(f"step 0: {above[0]['loss']:.2f} (above the plot)",
+                    xy=(0, limits[1]), xytext=(4, -14),
+                    textcoords="offset points", fontsize=8)
   return _step_plot(os.path.join(model_dir, "loss.png"),
-                    os.path.basename(os.path.normpath(model_dir)),
-                    "cross-entropy (nats/token)", draw)
+                    f"{run_label(model_dir)}: loss", "cross-entropy (nats/token)",
+                    draw)
 
 
-def plot_metrics(model_dir, table, title):
-  """metric.png: each decoded metric of a fine-tuning run against the step."""
+def plot_metrics(model_dir, table, title, majority=None):
+  """metric.png: each decoded metric of a fine-tuning run against the step, as
+  fractions; ``majority``: the accuracy of always answering the most common
+  target of the examples evaluated, drawn as a line where the task has classes."""
   def draw(ax):
-    for name in sorted({k for row in table for k in row} - {"step"}):
+    for name in sorted({k for row in table for k in row} - {"step", "num_examples"}):
       points = [(r["step"], r[name]) for r in table if name in r]
       ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name)
-  return _step_plot(os.path.join(model_dir, "metric.png"), title,
-                    "validation metric", draw)
+    if majority is not None:
+      ax.axhline(majority, color="gray", linestyle="--",
+                 label=f"majority class ({majority:.3f})")
+  examples = {r.get("num_examples") for r in table} - {None}
+  over = f" ({examples.pop():,} validation examples)" if len(examples) == 1 else ""
+  return _step_plot(os.path.join(model_dir, "metric.png"),
+                    f"{run_label(model_dir)}: {title}{over}",
+                    "validation metric (fraction)", draw)
 
 
 def _eval_checkpoints(model_dir, steps, split, batches):
@@ -173,6 +239,22 @@ def follow_checkpoints(model_dir, evaluated, evaluate_steps, follow=False,
     time.sleep(poll_seconds)
 
 
+def announce(model_dir, steps, what):
+  """The line (stderr) as the evaluation of ``steps`` starts."""
+  shown = ", ".join(str(s) for s in steps[:6]) + (" ..." if len(steps) > 6 else "")
+  print(f"[eval] evaluating {len(steps)} checkpoint{'s' * (len(steps) != 1)} of "
+        f"{model_dir} (steps {shown}) on {what}", file=sys.stderr, flush=True)
+
+
+def checkpoint_done(i, n, row, seconds):
+  """The line (stderr) as each checkpoint's evaluation finishes."""
+  shown = " ".join(f"{k} {v:.4f}" for k, v in row.items()
+                   if k not in ("step", "num_examples", "num_eval_tokens")
+                   and isinstance(v, float))
+  print(f"[eval] checkpoint {i}/{n} done: step {row['step']} {shown} "
+        f"({seconds:.0f} s)", file=sys.stderr, flush=True)
+
+
 def evaluate(model_dir, task, split="validation", max_batches=100, report=None,
              **follow):
   """Perplexity eval of the run's checkpoints on ``task`` (gin already parsed).
@@ -192,12 +274,18 @@ def evaluate(model_dir, task, split="validation", max_batches=100, report=None,
     return {r["step"] for r in rows(read_eval_events(eval_dir))}
 
   def evaluate_steps(steps):
-    _eval_checkpoints(model_dir, steps, split, batches)
-    table = rows(read_eval_events(eval_dir))
-    for row in table:
-      if row["step"] in steps and report:
-        report(row)
-    write_results(model_dir, split, table)
+    announce(model_dir, steps, f"{task} {split} ({batches * batch_size:,} "
+             "sequences)")
+    for i, step in enumerate(steps, 1):
+      started = time.time()
+      _eval_checkpoints(model_dir, [step], split, batches)
+      table = rows(read_eval_events(eval_dir))
+      for row in table:
+        if row["step"] == step:
+          checkpoint_done(i, len(steps), row, time.time() - started)
+          if report:
+            report(row)
+      write_results(model_dir, split, table)
     plot(model_dir, split, table)
 
   follow_checkpoints(model_dir, evaluated, evaluate_steps, **follow)

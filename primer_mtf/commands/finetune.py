@@ -19,10 +19,13 @@ Evaluation decodes the validation split at each checkpoint and scores it with th
 task's metric, through mesh-tensorflow's ``eval`` mode (T5's).
 """
 
+import collections
 import os
 import sys
+import time
 
 import gin
+from mesh_tensorflow.transformer import dataset as transformer_dataset
 import tensorflow.compat.v1 as tf
 
 from primer_mtf import configs
@@ -56,6 +59,11 @@ def make_record(pretrained_dir, task, fmt=None, model=None, mesh=None,
   the checkpoint's own (delimited, or encoder_decoder). ``cache``: a folder
   where ``primer-mtf cache --task`` cached the task."""
   known = DECODER_ONLY_FORMATS + (ENCODER_DECODER_FORMAT,)
+  if not 0 < learning_rate < float("inf"):   # NaN fails this too
+    raise UsageError(f"--learning_rate {learning_rate} must be a finite number "
+                     "more than 0 (a negative one trains by gradient ascent)")
+  if finetune_steps is not None and finetune_steps < 1:
+    raise UsageError(f"--finetune_steps {finetune_steps} must be at least 1")
   if fmt is not None and fmt not in known:
     raise UsageError(f"unknown --format {fmt!r}; use {', '.join(known)}")
   path, step = pretrained_checkpoint(pretrained_dir, checkpoint_step)
@@ -199,7 +207,28 @@ class FinetuningRun(run_lib.Run):
       self.write_record()
       print(f"[finetune] task {task} from {record['checkpoint']} "
             f"(step {record['pretrained_step']})", file=sys.stderr)
+      print("[finetune] the training loss below is mesh-tensorflow's: the "
+            "cross-entropy summed over the tokens it is on (the targets; with "
+            "--format delimited the inputs too), divided by every position of the "
+            "padded batch, so short examples make it read far below the loss per "
+            "token; `eval` reports the task's metric",
+            file=sys.stderr, flush=True)
       self.run_mtf()
+
+  def eval_examples(self):
+    """[(name, examples)] of what the decode eval reads: the gin-configured
+    ``mesh_eval_dataset_fn`` (``num_eval_examples`` applies), each task's
+    validation examples. The count keys the results, as perplexity eval's does."""
+    from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    out = []
+    with tf.Graph().as_default():
+      for ds in mesh_transformer.mesh_eval_dataset_fn(
+          sequence_length=configs.sequence_length(), dataset_split="validation"):
+        ds = transformer_dataset.EvalDataset(*ds)
+        if ds.metric_fns:   # as mesh-tensorflow's eval_model keeps them
+          out.append((ds.name, list(tfds.as_numpy(ds.dataset_fn()))))
+    return out
 
   def evaluate(self, split="validation", gin_params=(), max_batches=100, mesh=None,
                report=None, **follow):
@@ -207,35 +236,74 @@ class FinetuningRun(run_lib.Run):
     scores it with the task's metric (mesh-tensorflow's ``eval`` mode, as T5
     evaluates); writes eval_validation.json and metric.png. ``follow``: see
     :func:`evaluation.follow_checkpoints`. Returns the JSON path, the PNG path and
-    the table, as perplexity eval does."""
+    the table, as perplexity eval does.
+
+    The results are kept by the number of examples evaluated (N, which
+    ``mesh_eval_dataset_fn.num_eval_examples`` limits): the events go to
+    ``validation_eval_<N>/``, and each row of eval_validation.json says its N
+    (``num_examples``). T5's metrics, in percent in the events, are fractions in
+    the table, as token accuracy and the few-shot accuracies are."""
     del max_batches   # the decode eval covers the whole validation split
     if split != "validation":
       self.refuse(f"it is evaluated on its task's validation split, not {split}")
     self.configure(gin_params, mesh)
     model_dir, task = self.model_dir, self.task
-    eval_dir = os.path.join(model_dir, DECODE_EVAL_DIR)
+    datasets = self.eval_examples()
+    count = sum(len(examples) for _, examples in datasets)
+    eval_dir = os.path.join(model_dir, f"{DECODE_EVAL_DIR}_{count}")
+    majority = majority_fraction(
+        [ex.get("targets_pretokenized") for _, examples in datasets
+         for ex in examples])
 
     def table():
       results = evaluation.read_eval_events(eval_dir, prefix="eval/")
-      return [{"step": step, **{k.split("/")[-1]: v for k, v in metrics.items()}}
+      return [{"step": step, **{k.split("/")[-1]: v / PERCENT
+                                for k, v in metrics.items()},
+               "num_examples": count}
               for step, metrics in sorted(results.items())]
 
     def evaluate_steps(steps):
       from t5.models import mesh_transformer  # pylint: disable=g-import-not-at-top
-      # eval_model writes its summaries with a graph-mode FileWriter
-      with gin.unlock_config(), tf.Graph().as_default():
-        self.run_mtf(mode="eval", eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
-                     eval_checkpoint_step=steps, dataset_split="validation",
-                     eval_summary_dir=eval_dir)
-      rows = table()
-      for row in rows:
-        if row["step"] in steps and report:
-          report(row)
-      evaluation.write_results(model_dir, "validation", rows)
-      evaluation.plot_metrics(model_dir, rows, task)
+      evaluation.announce(model_dir, steps, f"{task} validation ({count:,} "
+                          "examples, decoded)")
+      for i, step in enumerate(steps, 1):
+        started = time.time()
+        # eval_model writes its summaries with a graph-mode FileWriter
+        with gin.unlock_config(), tf.Graph().as_default():
+          self.run_mtf(mode="eval",
+                       eval_dataset_fn=mesh_transformer.mesh_eval_dataset_fn,
+                       eval_checkpoint_step=[step], dataset_split="validation",
+                       eval_summary_dir=eval_dir)
+        rows = table()
+        for row in rows:
+          if row["step"] == step:
+            evaluation.checkpoint_done(i, len(steps), row, time.time() - started)
+            if report:
+              report(row)
+        evaluation.write_results(model_dir, "validation", rows)
+      evaluation.plot_metrics(model_dir, rows, task, majority)
 
     evaluation.follow_checkpoints(model_dir, lambda: {r["step"] for r in table()},
                                   evaluate_steps, **follow)
     rows = table()
     return (evaluation.write_results(model_dir, "validation", rows),
-            evaluation.plot_metrics(model_dir, rows, task), rows)
+            evaluation.plot_metrics(model_dir, rows, task, majority), rows)
+
+
+# T5's metrics (accuracy, BLEU, ROUGE, SQuAD's EM and F1) are in percent
+PERCENT = 100.0
+# a task has classes when its examples share few targets
+MAX_CLASSES = 200
+
+
+def majority_fraction(targets):
+  """The accuracy of always answering the most common target, where the targets
+  are classes (at most :data:`MAX_CLASSES` distinct, each repeated); else None."""
+  targets = [t.decode() if isinstance(t, bytes) else t for t in targets
+             if t is not None]
+  if not targets:
+    return None
+  counts = collections.Counter(targets)
+  if len(counts) > MAX_CLASSES or len(counts) * 2 > len(targets):
+    return None
+  return max(counts.values()) / len(targets)

@@ -22,6 +22,8 @@ scoring a step again replaces its row) and TensorBoard scalars
 import dataclasses
 import json
 import os
+import sys
+import time
 
 from mesh_tensorflow.transformer import utils as mtf_utils
 import numpy as np
@@ -127,7 +129,41 @@ def _estimator(model_dir, vocabulary):
       score_in_predict_mode=True)
 
 
-def log_likelihoods(run, contexts, continuations):
+# seconds between two progress lines while a task scores
+PROGRESS_SECONDS = 10.0
+
+
+class _CountingEstimator:
+  """The estimator, whose ``predict`` reports on stderr, every
+  :data:`PROGRESS_SECONDS`, how many of ``total`` sequences are scored (the first
+  result comes once the graph is built and the checkpoint restored)."""
+
+  def __init__(self, estimator, total, what, stream=None):
+    self._estimator = estimator
+    self._total = total
+    self._what = what
+    self._stream = stream or sys.stderr
+
+  def __getattr__(self, name):
+    return getattr(self._estimator, name)
+
+  def predict(self, *args, **kwargs):
+    started = last = time.time()
+    done = 0
+    for result in self._estimator.predict(*args, **kwargs):
+      done += 1
+      now = time.time()
+      if now - last >= PROGRESS_SECONDS or done == 1:
+        shown = min(done, self._total)
+        why = " (graph built, checkpoint restored)" if done == 1 else ""
+        self._stream.write(f"[score] {self._what}: {shown:,}/{self._total:,} "
+                           f"sequences scored, {now - started:.0f} s{why}\n")
+        self._stream.flush()
+        last = now
+      yield result
+
+
+def log_likelihoods(run, contexts, continuations, what="scoring"):
   """Sum of each continuation's token log-likelihoods after its context, by
   mesh-tensorflow's ``score_from_strings`` on the run's checkpoint (gin
   configured); the strings are its arguments."""
@@ -140,8 +176,11 @@ def log_likelihoods(run, contexts, continuations):
 
   from primer_mtf import configs  # pylint: disable=g-import-not-at-top
   vocabulary = _IdsVocabulary(sampling.vocabulary())
+  print(f"[score] {what}: building the graph to score {len(continuations):,} "
+        "sequences", file=sys.stderr, flush=True)
   mtf_utils.score_from_strings(
-      _estimator(run.model_dir, vocabulary), vocabulary, "lm",
+      _CountingEstimator(_estimator(run.model_dir, vocabulary),
+                         len(continuations), what), vocabulary, "lm",
       configs.batch_sequences(), configs.sequence_length(), run.model_dir,
       run.step, inputs=list(contexts), targets=list(continuations),
       score_postprocess_fn=keep)
@@ -164,7 +203,11 @@ def rank_classification(run, prepared, vocab):
     baseline = [(prepared.prefixes[i], c) for i, c in zip(owner, continuations)]
     unique = list(dict.fromkeys(baseline))
     pairs += unique
-  scores = log_likelihoods(run, *zip(*pairs))
+  what = (f"{prepared.task.name} ({len(prepared.examples):,} examples, "
+          f"{len(continuations):,} choices"
+          + (", each also after the shots alone" if len(pairs) > len(continuations)
+             else "") + ")")
+  scores = log_likelihoods(run, *zip(*pairs), what=what)
   sums = scores[:len(continuations)]
   counts = np.array([_tokens(vocab, c) for c in continuations], np.float64)
   normalised = {"sum": sums, "mean": sums / counts}
@@ -189,6 +232,8 @@ def exact_match(run, prepared, vocab):
   prompts = [vocab.encode(c.strip()) for c in prepared.contexts]
   answers = [vocab.encode(ex.answer.strip()) for ex in prepared.examples]
   steps = max(len(a) for a in answers)
+  print(f"[score] {prepared.task.name}: decoding {len(prompts):,} answers of up to "
+        f"{steps} tokens", file=sys.stderr, flush=True)
   with sampling.RestoredLM(run.length, run.checkpoint) as lm:
     out = lm.sample(prompts, steps, temperature=0.0)
   correct = []
@@ -266,7 +311,9 @@ def score(model_dir, task_names, shots=1, seed=0, limit=None, normalize=None,
   for line in skipped:
     report(line)
   rows = []
-  for p in prepared:
+  for i, p in enumerate(prepared, 1):
+    print(f"[score] task {i}/{len(prepared)}: {p.task.name}, {shots}-shot, "
+          f"{len(p.examples):,} examples", file=sys.stderr, flush=True)
     if p.task.kind == fewshot.RANK:
       result = rank_classification(run, p, vocab)
     else:
