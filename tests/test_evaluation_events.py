@@ -237,3 +237,5 @@ def test_majority_class_only_where_the_targets_are_classes():
   assert finetune.majority_fraction(books) == pytest.approx(0.6)
   assert finetune.majority_fraction([f"free text {i}" for i in range(10)]) is None
   assert finetune.majority_fraction([]) is None
+  # a few examples of many classes: still classes where some repeat
+  assert finetune.majority_fraction(["a", "a", "b", "c"]) == 0.5

@@ -34,7 +34,7 @@ def test_ctrl_c_stops_after_the_step_with_its_checkpoint_and_a_rerun_resumes(
       if line.startswith("[train] step 1/"):
         train.send_signal(signal.SIGINT)
         break
-    rest, _ = train.communicate(timeout=900)
+    _, rest = train.communicate(timeout=900)
   finally:
     if train.poll() is None:
       train.kill()

@@ -187,9 +187,11 @@ def plot_metrics(model_dir, table, title, majority=None):
       ax.axhline(majority, color="gray", linestyle="--",
                  label=f"majority class ({majority:.3f})")
   examples = {r.get("num_examples") for r in table} - {None}
-  over = f" ({examples.pop():,} validation examples)" if len(examples) == 1 else ""
-  return _step_plot(os.path.join(model_dir, "metric.png"),
-                    f"{run_label(model_dir)}: {title}{over}",
+  over = f", {examples.pop():,} validation examples" if len(examples) == 1 else ""
+  label = run_label(model_dir)
+  if label == os.path.basename(os.path.normpath(model_dir)):   # no record
+    label += f" on {title}"
+  return _step_plot(os.path.join(model_dir, "metric.png"), label + over,
                     "validation metric (fraction)", draw)
 
 

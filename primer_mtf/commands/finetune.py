@@ -298,12 +298,12 @@ MAX_CLASSES = 200
 
 def majority_fraction(targets):
   """The accuracy of always answering the most common target, where the targets
-  are classes (at most :data:`MAX_CLASSES` distinct, each repeated); else None."""
+  are classes (at most :data:`MAX_CLASSES` distinct, some repeated); else None."""
   targets = [t.decode() if isinstance(t, bytes) else t for t in targets
              if t is not None]
   if not targets:
     return None
   counts = collections.Counter(targets)
-  if len(counts) > MAX_CLASSES or len(counts) * 2 > len(targets):
+  if len(counts) > MAX_CLASSES or len(counts) == len(targets):
     return None
   return max(counts.values()) / len(targets)
