@@ -11,6 +11,7 @@ readers skip a last line that was cut short.
 import contextlib
 import json
 import os
+import re
 
 import tensorflow.compat.v1 as tf
 
@@ -60,3 +61,46 @@ def read_json_lines(path):
       if any(rest.strip() for rest in lines[i + 1:]):
         raise
   return rows
+
+
+# Temporary files of writes that did not finish: TensorFlow's atomic writes
+# (graph.pbtxt, .meta: NAME.tmp<uuid4 hex>, left behind when the write itself
+# fails, e.g. on a full disk), its sharded saver's folder (model.ckpt-N_temp/)
+# and :func:`replaced`'s (NAME.tmp-<pid>).
+_TF_TEMPORARY = re.compile(r".\.tmp[0-9a-f]{32}$")
+_SAVER_TEMPORARY = re.compile(r"^model\.ckpt-\d+_temp$")
+_OURS = re.compile(r".\.tmp-(\d+)$")
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_partial_writes(folder):
+  """Removes from ``folder`` (not its subfolders) the temporary files of writes
+  that did not finish, and returns their names. Call it while holding the run's
+  writer lock, or after a failed command: TensorFlow's temporary files carry no
+  process id, so one being written by a live process would go too. Ours are
+  removed only where the process that wrote them is gone (on this host)."""
+  removed = []
+  if "://" in folder or not os.path.isdir(folder):
+    return removed
+  for name in sorted(os.listdir(folder)):
+    path = os.path.join(folder, name)
+    ours = _OURS.search(name)
+    if ours and (int(ours.group(1)) == os.getpid() or _alive(int(ours.group(1)))):
+      continue
+    if _SAVER_TEMPORARY.match(name) and os.path.isdir(path):
+      tf.io.gfile.rmtree(path)
+    elif (_TF_TEMPORARY.search(name) or ours) and os.path.isfile(path):
+      os.remove(path)
+    else:
+      continue
+    removed.append(name)
+  return removed

@@ -407,3 +407,30 @@ def test_finetune_killed_then_run_again_takes_over_the_lock_and_ends_at_its_step
   assert logged[-2:] == [killed_at + 1, final], logged
   assert _global_step(os.path.join(model_dir, f"model.ckpt-{final}")) == final
   assert not os.path.exists(lock)
+
+
+# -- what a write cut short leaves
+
+
+def test_the_temporary_files_of_unfinished_writes_are_removed(tmp_path):
+  """TensorFlow's atomic write leaves NAME.tmp<uuid hex> when the write itself
+  fails (a full disk during train left graph.pbtxt.tmp<hex>); its sharded saver
+  leaves model.ckpt-N_temp/; ours leave NAME.tmp-<pid> where a kill stopped them."""
+  from primer_mtf import files  # pylint: disable=g-import-not-at-top
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  leftovers = ["graph.pbtxt.tmp0c1c401dec494b6eae6862e52b3ed0de",
+               "model.ckpt-6.meta.tmp" + "a" * 32,
+               f"eval_validation.json.tmp-{dead.pid}"]
+  kept = ["graph.pbtxt", "model.ckpt-6.meta", "notes.tmp", "a.tmp12",
+          f"primer_mtf_run.json.tmp-{os.getpid()}", "model.ckpt-6.index"]
+  for name in leftovers + kept:
+    (tmp_path / name).write_text("x")
+  (tmp_path / "model.ckpt-8_temp").mkdir()
+  (tmp_path / "model.ckpt-8_temp" / "part-00000-of-00002.index").write_text("x")
+  (tmp_path / "eval_x").mkdir()
+  (tmp_path / "eval_x" / ("events.tmp" + "b" * 32)).write_text("x")   # not a subfolder
+  removed = files.remove_partial_writes(str(tmp_path))
+  assert removed == sorted(leftovers + ["model.ckpt-8_temp"])
+  assert sorted(os.listdir(tmp_path)) == sorted(kept + ["eval_x"])
+  assert os.listdir(tmp_path / "eval_x")
