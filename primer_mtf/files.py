@@ -72,7 +72,7 @@ _SAVER_TEMPORARY = re.compile(r"^model\.ckpt-\d+_temp$")
 _OURS = re.compile(r".\.tmp-(\d+)$")
 
 
-def _alive(pid):
+def process_alive(pid):
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -94,7 +94,7 @@ def remove_partial_writes(folder):
   for name in sorted(os.listdir(folder)):
     path = os.path.join(folder, name)
     ours = _OURS.search(name)
-    if ours and (int(ours.group(1)) == os.getpid() or _alive(int(ours.group(1)))):
+    if ours and (int(ours.group(1)) == os.getpid() or process_alive(int(ours.group(1)))):
       continue
     if _SAVER_TEMPORARY.match(name) and os.path.isdir(path):
       tf.io.gfile.rmtree(path)

@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import socket
+import sys
 
 import tensorflow.compat.v1 as tf
 
@@ -118,16 +119,6 @@ def check_no_foreign_checkpoints(model_dir):
                      "write; use a new --model_dir")
 
 
-def _alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:   # another user's live process
-    return True
-  return True
-
-
 @contextlib.contextmanager
 def writer_lock(model_dir):
   """One writer per run: ``train`` and ``finetune`` hold ``primer_mtf_run.lock``
@@ -163,7 +154,7 @@ def writer_lock(model_dir):
     if holder == mine:
       break
     stale = holder is None or (holder.get("host") == mine["host"]
-                               and not _alive(holder.get("pid", -1)))
+                               and not files.process_alive(holder.get("pid", -1)))
     if not stale:
       raise UsageError(
           f"{model_dir} is in use by process {holder.get('pid')} on "
@@ -201,6 +192,25 @@ class Run:
 
   def write_record(self):
     files.write_json(os.path.join(self.model_dir, RUN_RECORD), self.record)
+
+  @contextlib.contextmanager
+  def writing(self, damaged=(), intact=None, command="train"):
+    """Holds the run's writer lock while the block writes the run. First it
+    clears what unfinished writes of a killed or failed start left, and moves
+    ``damaged`` checkpoints (``(path, why)``, from ``checkpoints.newest_intact``)
+    to ``damaged/`` with one line each, so training resumes from ``intact``."""
+    with writer_lock(self.model_dir):
+      files.remove_partial_writes(self.model_dir)
+      for path, why in damaged:
+        print(f"[{command}] skipping {os.path.basename(path)}: it is damaged "
+              f"({why}); moved to {checkpoints.DAMAGED_DIR}/", file=sys.stderr)
+      if damaged:
+        checkpoints.set_aside(self.model_dir, damaged, intact)
+      try:
+        yield
+      except BaseException:
+        files.remove_partial_writes(self.model_dir)   # e.g. a full disk's
+        raise
 
   # -- checkpoints
 
@@ -297,6 +307,10 @@ class BinaryRun(Run):
     configs.parse_files(gin_files, ["utils.run.vocabulary = "
                                 "@t5.models.mesh_transformer.get_vocabulary()",
                                 *gin_params])
+    if configs.query("utils.run.sequence_length") is None:   # T5's MtfModel's
+      self.refuse("its operative config does not hold its sequence length (a run "
+                  "of T5's MtfModel passes it in code); give it with --gin_param "
+                  "\"utils.run.sequence_length = {'inputs': N, 'targets': N}\"")
 
   def eval_task(self):
     """The task its operative config evaluates (or trains) on, registered."""

@@ -233,12 +233,7 @@ class PretrainingRun(run_lib.Run):
             f"{final_step}: nothing to do (raise --train_steps to train further)",
             file=sys.stderr)
       return
-    with run_lib.writer_lock(model_dir):
-      for path, why in damaged:
-        print(f"[train] skipping {os.path.basename(path)}: it is damaged ({why}); "
-              f"moved to {checkpoints.DAMAGED_DIR}/", file=sys.stderr)
-      if damaged:
-        checkpoints.set_aside(model_dir, damaged, ckpt)
+    with self.writing(damaged, ckpt):
       self.write_record()
       if ckpt:
         print(f"[train] resuming {model_dir} from {ckpt}", file=sys.stderr)
