@@ -186,6 +186,7 @@ class FinetuningRun(run_lib.Run):
       raise UsageError("--model_dir is the pretrained folder; fine-tune into a new "
                        "one")
     old = run_lib.read_record(model_dir)
+
     def chosen(r):   # the flags; the bindings are compared whole below
       return {k: v for k, v in r.items() if k not in ("gin_param", "configuration")}
 
@@ -203,7 +204,11 @@ class FinetuningRun(run_lib.Run):
     if old is not None:
       run_lib.check_same_configuration(model_dir, recorded, configs.bindings())
     self.record = dict(record, configuration=configs.bindings())
-    with run_lib.writer_lock(model_dir):
+    intact, damaged = checkpoints.newest_intact(model_dir) if old else (None, [])
+    if damaged and not intact:
+      raise UsageError(f"every checkpoint of {model_dir} is damaged; fine-tune into "
+                       "a new --model_dir")
+    with self.writing(damaged, intact, "finetune"):
       self.write_record()
       print(f"[finetune] task {task} from {record['checkpoint']} "
             f"(step {record['pretrained_step']})", file=sys.stderr)
