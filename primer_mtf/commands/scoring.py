@@ -78,7 +78,8 @@ def prepare(task, shots, seed, limit, normalize, vocab, length):
           f"task {task.name}: the {shots}-shot prompt of example {i + 1} with its "
           f"longest {'choice' if ex.kind == fewshot.RANK else 'answer'} is "
           f"{n_context + longest} tokens; the model's length is {length}; use "
-          "fewer --shots")
+          "fewer --shots, or a model trained with longer sequences (tiny's are "
+          "128 tokens; train with --size small, or bind utils.run.sequence_length)")
   normalize = normalize or task.normalize
   if normalize not in fewshot.NORMALIZATIONS:
     raise UsageError(f"--normalize {normalize!r}: choose one of "
