@@ -4,6 +4,8 @@ import json
 import os
 import platform
 
+from primer_mtf import files
+
 
 def figure(key, what, r, target=None, met=None, source="measured now"):
   """One figure: a ratio's median and range (``harness.ratio``'s shape), its
@@ -74,16 +76,16 @@ def plot(result, path):
   ax.set_xlabel("ratio (log scale); dashed: target; green met, red not, blue record")
   ax.set_title(f"primer-mtf bench ({result['mode']})")
   ax.grid(alpha=0.3, axis="x", which="both")
-  fig.savefig(path, dpi=100, bbox_inches="tight")
+  files.save_figure(fig, path)
   plt.close(fig)
 
 
 def write(result, out):
   """bench.json, bench.md and bench.png in ``out``; returns their paths."""
   paths = [os.path.join(out, n) for n in ("bench.json", "bench.md", "bench.png")]
-  with open(paths[0], "w") as f:
+  with files.replaced(paths[0]) as f:
     json.dump(result, f, indent=1, default=float)
-  with open(paths[1], "w") as f:
+  with files.replaced(paths[1]) as f:
     f.write(markdown(result))
   plot(result, paths[2])
   return paths

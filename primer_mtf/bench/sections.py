@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 
 from primer_mtf import configs
+from primer_mtf import files
 from primer_mtf.bench import harness
 from primer_mtf.bench import records
 from primer_mtf.bench.harness import log, ratio, summary
@@ -389,9 +390,8 @@ def profile(ctx):
   folder = os.path.join(ctx.out, "profile")
   os.makedirs(folder, exist_ok=True)
   path = os.path.join(folder, "profile_step.json")
-  with open(path, "w") as f:
-    json.dump(dict(result, settings=cfg), f, indent=1)
-  with open(os.path.join(folder, "profile_step.md"), "w") as f:
+  files.write_json(path, dict(result, settings=cfg))
+  with files.replaced(os.path.join(folder, "profile_step.md")) as f:
     f.write(traced.markdown(result))
   where = f"{cfg['size']}, {cfg['batch']} x {cfg['length']}"
   figures = []

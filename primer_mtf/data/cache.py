@@ -18,7 +18,6 @@ not import the job that builds it).
 """
 
 import functools
-import json
 import os
 import time
 
@@ -26,6 +25,7 @@ import seqio
 import tensorflow.compat.v1 as tf
 
 # the folder layout and the spec file, shared with the side that reads a cache
+from primer_mtf import files
 from primer_mtf.data.cache_check import SPEC_FILE, task_dir
 from primer_mtf.errors import UsageError
 
@@ -119,9 +119,9 @@ def build(spec, name, cache_dir, pipeline_args=("--runner=DirectRunner",),
   if tf.io.gfile.exists(output_dir):   # an older cache, or a job that died
     tf.io.gfile.rmtree(output_dir)
   tf.io.gfile.makedirs(output_dir)
-  with tf.io.gfile.GFile(os.path.join(output_dir, SPEC_FILE), "w") as f:
-    json.dump({"spec": spec, "task": name,
-               "vocabulary_pieces_sha256": tasks.vocabulary_digest(name)}, f, indent=1)
+  files.write_json(os.path.join(output_dir, SPEC_FILE),
+                   {"spec": spec, "task": name,
+                    "vocabulary_pieces_sha256": tasks.vocabulary_digest(name)})
   start = time.time()
   options = beam.options.pipeline_options.PipelineOptions(list(pipeline_args))
   with beam.Pipeline(options=options) as pipeline:
