@@ -6,7 +6,11 @@ What the commands do lives with their role: runs in ``commands/runs.py``, eval i
 """
 
 import argparse
+import errno
 import json
+import math
+import os
+import re
 import sys
 
 
@@ -14,23 +18,114 @@ class _Parser(argparse.ArgumentParser):
   """argparse with a usage error in one line, as every other error here."""
 
   def error(self, message):
+    # a type that names its flag ("--top_k 0 must be at least 1") needs no
+    # "argument --top_k: " before it
+    message = re.sub(r"^argument (\S+): (\1 )", r"\2", message)
     sys.stderr.write(f"primer-mtf: error: {message} (see {self.prog} --help)\n")
     sys.exit(2)
 
 
-def _positive_int(text):
-  """An argparse type: an integer of at least 1."""
+# The largest count (steps, batches, sizes, shards) a flag takes: 2**31-1, the
+# largest int32. Numbers past it are typos, not plans: vocabulary ids, lengths and
+# batch sizes are int32 in the graph, and 2**31 steps at one step a millisecond
+# would take 25 days. Without the ceiling `--train_steps 100000000000000000000`
+# started training.
+MAX_COUNT = 2**31 - 1
+
+
+def _whole_number(text, flag=None):
   try:
-    value = int(text)
+    return int(text)
   except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    raise argparse.ArgumentTypeError(
+        f"{flag + ' ' if flag else ''}{text!r} is not a whole number") from None
+
+
+def _positive_int(text):
+  """An argparse type: an integer of at least 1 and at most MAX_COUNT."""
+  value = _whole_number(text)
   if value < 1:
     raise argparse.ArgumentTypeError(f"{value} is not positive; give at least 1")
+  if value > MAX_COUNT:
+    raise argparse.ArgumentTypeError(f"{value} is too large; give at most "
+                                     f"{MAX_COUNT} (2**31-1)")
   return value
+
+
+def _int_flag(flag, minimum):
+  """An argparse type for ``flag``: an integer in [minimum, MAX_COUNT], refused
+  with a message that names the flag."""
+  def convert(text):
+    value = _whole_number(text, flag)
+    if value < minimum:
+      raise argparse.ArgumentTypeError(
+          f"{flag} {value} is negative" if minimum == 0
+          else f"{flag} {value} must be at least {minimum}")
+    if value > MAX_COUNT:
+      raise argparse.ArgumentTypeError(f"{flag} {value} is too large; give at "
+                                       f"most {MAX_COUNT} (2**31-1)")
+    return value
+  return convert
+
+
+def _float_flag(flag, zero_allowed, hint=""):
+  """An argparse type for ``flag``: a finite number, positive or (with
+  ``zero_allowed``) at least 0. NaN and infinities are refused: float() takes
+  them, and they would reach the graph."""
+  def convert(text):
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{flag} {text!r} is not a number") from None
+    if not math.isfinite(value):
+      raise argparse.ArgumentTypeError(f"{flag} {text} is not a finite number"
+                                       f"{hint}")
+    if value < 0 or (value == 0 and not zero_allowed):
+      raise argparse.ArgumentTypeError(
+          f"{flag} {text} is negative{hint}" if value < 0
+          else f"{flag} {text} must be more than 0{hint}")
+    return value
+  return convert
+
+
+def _dangling(path):
+  return os.path.islink(path) and not os.path.exists(path)
+
+
+def _folder_flag(flag, may_exist_as_file=False):
+  """An argparse type for a folder: not empty, not an existing file, not a
+  symlink to nothing (buckets are not checked here)."""
+  def convert(text):
+    if not text.strip():
+      raise argparse.ArgumentTypeError(f"{flag} is empty; give a folder")
+    if "://" in text:
+      return text
+    if _dangling(text):
+      raise argparse.ArgumentTypeError(
+          f"{flag} {text} is a symlink to {os.readlink(text)}, which does not "
+          "exist; give a folder, or make the symlink's target first")
+    if not may_exist_as_file and os.path.exists(text) and not os.path.isdir(text):
+      raise argparse.ArgumentTypeError(f"{flag} {text} is a file; give a folder")
+    return text
+  return convert
+
+
+def _file_flag(flag):
+  """An argparse type for a file to write: not empty, not a folder."""
+  def convert(text):
+    if not text.strip():
+      raise argparse.ArgumentTypeError(f"{flag} is empty; give a file name")
+    if os.path.isdir(text):
+      raise argparse.ArgumentTypeError(
+          f"{flag} {text} is a folder; give a file name, e.g. "
+          f"{os.path.join(text, 'vocabulary.model')}")
+    return text
+  return convert
 
 
 def _add_run_flags(p, required_model_dir=True):
   p.add_argument("--model_dir", required=required_model_dir,
+                 type=_folder_flag("--model_dir"),
                  help="checkpoints, operative config, events and eval results")
   p.add_argument("--model", default="transformer", help="a file of gin/models/")
   p.add_argument("--size", default="tiny", help="a file of gin/sizes/")
@@ -78,6 +173,7 @@ def parser():
   cache = sub.add_parser("cache", help="pre-tokenize a task with seqio's Beam job "
                          "(DirectRunner here, Dataflow for C4), for --cache")
   cache.add_argument("--output", required=True, metavar="DIR",
+                     type=_folder_flag("--output"),
                      help="the cache folder (a bucket path for Dataflow)")
   _add_corpus_flags(cache)
   cache.add_argument("--objective", default="packed_lm",
@@ -104,7 +200,7 @@ def parser():
   cache.add_argument("--dry_run", action="store_true",
                      help="print the task and the Beam options; run nothing")
   ev = sub.add_parser("eval", help="perplexity eval of every checkpoint of a run")
-  ev.add_argument("--model_dir", required=True)
+  ev.add_argument("--model_dir", required=True, type=_folder_flag("--model_dir"))
   ev.add_argument("--split", default="validation")
   ev.add_argument("--mesh", default=None, help="evaluate on another mesh")
   ev.add_argument("--gin_param", action="append", default=[])
@@ -112,13 +208,16 @@ def parser():
   ev.add_argument("--follow", action="store_true",
                   help="evaluate checkpoints as training writes them; stop when "
                        "the run's last step is evaluated")
-  ev.add_argument("--poll_seconds", type=float, default=30.0)
-  ev.add_argument("--timeout_seconds", type=float, default=3600.0,
+  ev.add_argument("--poll_seconds", type=_float_flag("--poll_seconds", False),
+                  default=30.0)
+  ev.add_argument("--timeout_seconds", default=3600.0,
+                  type=_float_flag("--timeout_seconds", False),
                   help="with --follow: give up after this long without a new "
                        "checkpoint")
   plan = sub.add_parser("plan", help="parameters, FLOPs and memory per core of a "
                         "run, and whether its layout divides and fits")
-  plan.add_argument("--model_dir", default=None, help="plan this run as it is "
+  plan.add_argument("--model_dir", default=None, type=_folder_flag("--model_dir"),
+                    help="plan this run as it is "
                     "configured, its vocabulary included (any kind of run); "
                     "--model, --size and --vocab_size then do not apply")
   plan.add_argument("--model", default=None, help="default: transformer")
@@ -131,19 +230,22 @@ def parser():
   plan.add_argument("--json", action="store_true", help="machine-readable output")
   ft = sub.add_parser("finetune", help="fine-tune a pretrained run on a "
                       "text-to-text task, T5's way (eval decodes with its metric)")
-  ft.add_argument("--pretrained_dir", required=True)
+  ft.add_argument("--pretrained_dir", required=True,
+                  type=_folder_flag("--pretrained_dir"))
   ft.add_argument("--task", required=True,
                   help="kjv_book, a folder of train/validation .jsonl or .tsv, or "
                        "a registered seqio task (e.g. glue_cola_v002)")
-  ft.add_argument("--model_dir", required=True)
+  ft.add_argument("--model_dir", required=True, type=_folder_flag("--model_dir"))
   ft.add_argument("--finetune_steps", type=_positive_int, default=None,
                   help="steps after the pretrained one (default: the pretraining "
                        "configuration's train_steps)")
   ft.add_argument("--format", default=None, help="a file of gin/finetune/: for "
                   "decoder-only checkpoints delimited (loss on inputs and targets, "
                   "the default) or prefix (targets only); encoder_decoder for bi/*")
-  ft.add_argument("--learning_rate", type=float, default=1e-3)
-  ft.add_argument("--checkpoint_step", type=int, default=None,
+  ft.add_argument("--learning_rate", type=_float_flag("--learning_rate", False),
+                  default=1e-3)
+  ft.add_argument("--checkpoint_step", type=_int_flag("--checkpoint_step", 0),
+                  default=None,
                   help="pretrained checkpoint (default: the latest)")
   ft.add_argument("--model", default=None, help="default: the pretrained one")
   ft.add_argument("--mesh", default=None, help="default: the pretrained one")
@@ -156,8 +258,9 @@ def parser():
   cmp = sub.add_parser("compare", help="the paper's speedup: compute each run "
                        "needs to reach the first (baseline) run's final loss")
   cmp.add_argument("model_dirs", nargs="*", metavar="RUN_DIR",
+                   type=_folder_flag("RUN_DIR"),
                    help="evaluated runs, the baseline first")
-  cmp.add_argument("--output", default=".", help="where compare.json and "
+  cmp.add_argument("--output", default=".", type=_folder_flag("--output"), help="where compare.json and "
                    "compare.png go (with --train, also the runs)")
   cmp.add_argument("--group", action="store_true",
                    help="group runs by model: mean and spread over seeds")
@@ -182,7 +285,7 @@ def parser():
                          "sharding, memory, as ratios measured side by side")
   bench.add_argument("--quick", action="store_true",
                      help="small sizes and few rounds: minutes")
-  bench.add_argument("--out", default="bench", help="where bench.json, bench.md "
+  bench.add_argument("--out", default="bench", type=_folder_flag("--out"), help="where bench.json, bench.md "
                      "and bench.png go")
   bench.add_argument("--only", nargs="+", default=None,
                      choices=("step", "utilisation", "profile", "pipeline",
@@ -194,7 +297,7 @@ def parser():
   smp, scr = _add_sample_and_score_parsers(sub)
   vocab = sub.add_parser("vocab", help="train (or find cached) a SentencePiece model")
   _add_corpus_flags(vocab)
-  vocab.add_argument("--output", default=None, help="write the model here")
+  vocab.add_argument("--output", default=None, type=_file_flag("--output"), help="write the model here")
   for command in (train, cache, ev, plan, ft, cmp, vocab, smp, scr, bench):
     command.add_argument("-v", "--verbose", action="store_true",
                          help="show everything TensorFlow and mesh-tensorflow log")
@@ -246,7 +349,9 @@ def evaluate(args):
     if args.follow:
       print(_eval_line(row), flush=True)
 
-  json_path, png_path, table = kinds.open_run(args.model_dir).evaluate(
+  run = kinds.open_run(args.model_dir)
+  _check_split(run, args.split)
+  json_path, png_path, table = run.evaluate(
       args.split, args.gin_param, args.max_batches, args.mesh, follow=args.follow,
       poll_seconds=args.poll_seconds, timeout_seconds=args.timeout_seconds,
       report=report)
@@ -257,6 +362,29 @@ def evaluate(args):
         f"{len(table) - len(new)} evaluated before")
   print(f"[eval] wrote {json_path} and {png_path}")
   return 0
+
+
+def _check_split(run, split):
+  """primer-mtf's corpora and task folders have a train and a validation split
+  (data/splits.py, data/text2text.py); another --split is refused before any
+  graph is built. Runs of t5_mesh_transformer and registered seqio tasks keep
+  their own splits, checked where the data is read."""
+  from primer_mtf.commands import runs  # pylint: disable=g-import-not-at-top
+  from primer_mtf.commands import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data import splits  # pylint: disable=g-import-not-at-top
+  from primer_mtf.data import text2text  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  if isinstance(run, runs.PretrainingRun):
+    data = "its corpus"
+  elif isinstance(run, finetune_lib.FinetuningRun) and (
+      run.record.get("task") == text2text.KJV_BOOK
+      or os.path.isdir(str(run.record.get("task")))):
+    data = f"its task {run.record['task']}"
+  else:
+    return
+  if split not in splits.SPLITS:
+    raise UsageError(f"--split {split}: {data} has only the splits "
+                     f"{' and '.join(splits.SPLITS)}; give one of them")
 
 
 def finetune(args):
@@ -275,6 +403,37 @@ def finetune(args):
   return 0
 
 
+def _check_compare_inputs(model_dirs, split, group):
+  """What compare reads that it would otherwise fail on with a traceback: an
+  eval results file cut short (a copy stopped half way; eval writes it from its
+  events, so evaluating again repairs it), and --group where every run is of one
+  model (one group, nothing to compare it with)."""
+  from primer_mtf.commands import run as run_lib  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  models = []
+  for model_dir in model_dirs:
+    path = os.path.join(model_dir, f"eval_{split}.json")
+    if os.path.isfile(path):
+      try:
+        with open(path, encoding="utf-8") as f:
+          table = json.load(f)
+      except ValueError:
+        table = None
+      if not isinstance(table, list) or not all(
+          isinstance(r, dict) and "step" in r and "loss" in r for r in table):
+        raise UsageError(f"{path} is damaged (cut short or not eval results); "
+                         f"run `primer-mtf eval --model_dir {model_dir} --split "
+                         f"{split}` to write it again from the run's eval events")
+    record = run_lib.read_record(model_dir) if os.path.isdir(model_dir) else None
+    if record:
+      models.append(record.get("model"))
+  if group and len(model_dirs) >= 2 and len(models) == len(model_dirs) and len(
+      set(models)) == 1:
+    raise UsageError(f"--group groups runs by model, and every run is "
+                     f"{models[0]}: one group, nothing to compare it with; "
+                     "compare them without --group, or add runs of another model")
+
+
 def compare(args):
   from primer_mtf.commands import compare as compare_lib  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
@@ -286,6 +445,7 @@ def compare(args):
         args.train_steps, args.evaluations, args.gin_param, args.objective,
         vary=args.vary)
   else:
+    _check_compare_inputs(args.model_dirs, args.split, args.group)
     summary, json_path, png_path = compare_lib.compare(
         args.model_dirs, args.output, args.group, args.split)
   for line in compare_lib.format_summary(summary):
@@ -336,7 +496,13 @@ def vocab(args):
 
 
 def bench(args):
+  from primer_mtf import configs  # pylint: disable=g-import-not-at-top
   from primer_mtf.bench import report, runner  # pylint: disable=g-import-not-at-top
+  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
+  unknown = [s for s in args.memory_sizes or () if s not in configs.names("sizes")]
+  if unknown:
+    raise UsageError(f"unknown --memory_sizes {unknown[0]!r}; choose from: "
+                     f"{', '.join(configs.names('sizes'))}")
   command = ["primer-mtf bench"] + ["--quick"] * args.quick + ["--out", args.out]
   if args.only:
     command += ["--only", *args.only]
@@ -355,26 +521,29 @@ def _add_sample_and_score_parsers(sub):
   scr = sub.add_parser("score", help="zero-, one- or few-shot accuracy of a "
                        "checkpoint on a task")
   for p in (smp, scr):
-    p.add_argument("--model_dir", required=True)
-    p.add_argument("--checkpoint_step", type=int, default=None,
+    p.add_argument("--model_dir", required=True, type=_folder_flag("--model_dir"))
+    p.add_argument("--checkpoint_step", type=_int_flag("--checkpoint_step", 0),
+                   default=None,
                    help="default: the latest checkpoint")
     p.add_argument("--mesh", default=None, help="run on another mesh")
     p.add_argument("--gin_param", action="append", default=[])
   smp.add_argument("--prompt", action="append", required=True,
                    help="text to continue; repeat for a batch")
-  smp.add_argument("--max_new_tokens", type=int, default=32)
-  smp.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-  smp.add_argument("--top_k", type=int, default=None,
+  smp.add_argument("--max_new_tokens", type=_int_flag("--max_new_tokens", 1),
+                   default=32)
+  smp.add_argument("--temperature", default=0.0, help="0: greedy",
+                   type=_float_flag("--temperature", True, "; 0 is greedy"))
+  smp.add_argument("--top_k", type=_int_flag("--top_k", 1), default=None,
                    help="sample from the k most likely tokens")
   smp.add_argument("--seed", type=int, default=0)
-  smp.add_argument("--num_samples", type=int, default=1,
+  smp.add_argument("--num_samples", type=_int_flag("--num_samples", 1), default=1,
                    help="samples per prompt")
   smp.add_argument("--json", action="store_true",
                    help="one JSON object a sample: ids, text, why it stopped")
   scr.add_argument("--task", action="append", required=True,
                    help="kjv_ending, kjv_last_word, super_glue/NAME, super_glue "
                         "(all of them) or a JSONL file; repeat for several")
-  scr.add_argument("--shots", type=int, default=1)
+  scr.add_argument("--shots", type=_int_flag("--shots", 0), default=1)
   scr.add_argument("--seed", type=int, default=0, help="draws the shots")
   scr.add_argument("--limit", type=_positive_int, default=None,
                    help="score only the first N examples of each task")
@@ -411,9 +580,68 @@ def score(args):
   return 0
 
 
+# What a stopped command leaves, for the line Ctrl-C prints.
+_WHAT_SURVIVES = {
+    "train": "the run keeps every checkpoint written so far; run the same command "
+             "to resume from the newest",
+    "finetune": "the run keeps every checkpoint written so far; run the same "
+                "command to resume from the newest",
+    "eval": "checkpoints evaluated so far keep their results; eval again to go on",
+    "compare": "the runs are untouched; with --train, each run keeps its "
+               "checkpoints and the same command resumes them",
+    "cache": "a cache is complete only when the command finishes; run it again",
+}
+
+_FULL_DISK_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _full_disk(e):
+  """Whether ``e`` is a full disk or quota: an OSError with its errno, or
+  TensorFlow's error for one (its message says so; its errno is not kept)."""
+  if isinstance(e, OSError) and e.errno in _FULL_DISK_ERRNOS:
+    return True
+  return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
+
+
+def _full_disk_line(e, args):
+  path = getattr(e, "filename", None)
+  if not path:
+    found = re.search(r"(/[^\s:;,'\"]+)", str(e))
+    path = found.group(1) if found else None
+  where = f" writing {path}" if path else ""
+  model_dir = getattr(args, "model_dir", None)
+  removed = []
+  if args.command in ("train", "finetune") and model_dir:
+    from primer_mtf import files  # pylint: disable=g-import-not-at-top
+    removed = files.remove_partial_writes(model_dir)   # the run's lock was ours
+  cleaned = (f" (removed {len(removed)} partial file{'s' * (len(removed) > 1)} it "
+             f"left: {', '.join(removed)})" if removed else "")
+  resume = ("; the run resumes from its newest whole checkpoint"
+            if args.command in ("train", "finetune") else "")
+  return (f"primer-mtf: error: the disk is full{where}{cleaned}; free space and "
+          f"run the command again{resume}")
+
+
 def main(argv=None):
   """The command; ``argv=None`` is a real command line (its stderr is filtered)."""
-  args = parser().parse_args(argv)   # before TensorFlow loads: --help is instant
+  try:   # before TensorFlow loads: --help and a refused value are instant
+    args = parser().parse_args(argv)
+  except SystemExit as e:   # argparse's --help (0) and usage errors (2), returned
+    return e.code           # as every other exit status is
+  try:
+    return _run(args, argv)
+  except KeyboardInterrupt:
+    survives = _WHAT_SURVIVES.get(args.command, "run the command again")
+    print(f"primer-mtf: stopped by Ctrl-C; {survives}", file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if not _full_disk(e):
+      raise
+    print(_full_disk_line(e, args), file=sys.stderr)
+    return 2
+
+
+def _run(args, argv):
   import primer_mtf  # pylint: disable=g-import-not-at-top
   primer_mtf.load()
   from primer_mtf import quiet  # pylint: disable=g-import-not-at-top

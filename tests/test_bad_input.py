@@ -143,15 +143,17 @@ CASES = [
      "holds a run with objective='packed_lm', not 'lm_as_released'"),
     ("resume-changed-shape", "checkpoints",
      ["train", "--model_dir", RUN, "--train_steps", "4", "--gin_param", "d_model = 256"],
-     "holds a run of another model: "),
+     "was trained with d_model = 128 (now 256); a resume may change only the step "
+     "budget"),
     ("resume-changed-layers", "checkpoints",
      ["train", "--model_dir", RUN, "--train_steps", "4", "--gin_param",
       "transformer.make_layer_stack.layers = [@transformer_layers.SelfAttention]"],
-     "holds a run of another model: "),
+     "a resume may change only the step budget"),
     ("resume-adds-skip-steps", "checkpoints",
      ["train", "--model_dir", RUN, "--train_steps", "4", "--gin_param",
       "utils.run.optimizer = @primer_mtf.SkipNonFiniteSteps"],
-     "was started without skipping non-finite steps"),
+     "was trained with run.optimizer = @optimize.AdafactorOptimizer (now "
+     "@primer_mtf.SkipNonFiniteSteps)"),
     ("eval-not-a-run", "model dirs", ["eval", "--model_dir", "{tmp}"],
      "is not a primer-mtf run"),
     ("eval-record-disagrees", "checkpoints",
@@ -181,6 +183,200 @@ CASES = [
     ("finetune-into-pretrained", "model dirs",
      ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", RUN],
      "--model_dir is the pretrained folder"),
+    # issue 25: tracebacks where one line belongs
+    ("record-cut-train", "model dirs", ["train", "--model_dir", "{tmp}/cut_record"],
+     "primer_mtf_run.json is damaged (cut short or not a run record)"),
+    ("record-cut-eval", "model dirs", ["eval", "--model_dir", "{tmp}/cut_record"],
+     "primer_mtf_run.json is damaged (cut short or not a run record)"),
+    ("record-a-list-train", "model dirs", ["train", "--model_dir", "{tmp}/list_record"],
+     "primer_mtf_run.json is damaged (cut short or not a run record)"),
+    ("record-a-list-eval", "model dirs", ["eval", "--model_dir", "{tmp}/list_record"],
+     "primer_mtf_run.json is damaged (cut short or not a run record)"),
+    ("model-dir-empty", "model dirs", ["train", "--model_dir", ""],
+     "--model_dir is empty; give a folder"),
+    ("model-dir-dangling-symlink", "model dirs",
+     ["train", "--model_dir", "{tmp}/dangling"],
+     "--model_dir {tmp}/dangling is a symlink to {tmp}/nowhere, which does not exist"),
+    ("compare-output-a-file", "compare",
+     ["compare", RUN, "{tmp}/run2", "--output", "{tmp}/one.txt"],
+     "--output {tmp}/one.txt is a file; give a folder"),
+    ("compare-cut-eval-results", "compare", ["compare", "{tmp}/cut_eval", RUN],
+     "cut_eval/eval_validation.json is damaged (cut short or not eval results); "
+     "run `primer-mtf eval"),
+    ("score-latin-1-task", "score",
+     ["score", "--model_dir", RUN, "--task", "{tmp}/latin1.jsonl"],
+     "latin1.jsonl:2: not UTF-8 text (bad byte at offset 68)"),
+    ("finetune-task-json-cut", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_json_cut",
+      "--model_dir", NEW], "task.json: not JSON (Expecting value at line 1 column 12)"),
+    ("finetune-task-json-a-list", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_json_list",
+      "--model_dir", NEW], 'task.json: expected a JSON object such as {{"metric"'),
+    ("finetune-latin-1-task", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_latin1",
+      "--model_dir", NEW], "train.jsonl:2: not UTF-8 text (bad byte at offset 47)"),
+    ("eval-split-test", "CLI", ["eval", "--model_dir", RUN, "--split", "test"],
+     "--split test: its corpus has only the splits train and validation"),
+    ("eval-poll-negative", "CLI",
+     ["eval", "--model_dir", RUN, "--follow", "--poll_seconds", "-1"],
+     "--poll_seconds -1 is negative"),
+    ("gin-d-model-0", "gin", ["train", "--model_dir", NEW, "--gin_param", "d_model = 0"],
+     "d_model = 0: a model's sizes must be at least 1"),
+    ("gin-num-heads-0", "gin",
+     ["train", "--model_dir", NEW, "--gin_param", "num_heads = 0"],
+     "num_heads = 0: a model's sizes must be at least 1"),
+    ("vocab-output-a-folder", "vocabularies",
+     ["vocab", "--corpus", "{tmp}/two.txt", "--output", "{tmp}/hidden_only"],
+     "--output {tmp}/hidden_only is a folder; give a file name"),
+    ("sample-temperature-nan", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--temperature", "nan"],
+     "--temperature nan is not a finite number"),
+    ("sample-temperature-inf", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--temperature", "inf"],
+     "--temperature inf is not a finite number"),
+    ("finetune-learning-rate-negative", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--learning_rate", "-1"], "--learning_rate -1 is negative"),
+    ("finetune-learning-rate-0", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--learning_rate", "0"], "--learning_rate 0 must be more than 0"),
+    ("finetune-learning-rate-nan", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--learning_rate", "nan"], "--learning_rate nan is not a finite number"),
+    ("train-steps-10-to-the-20", "CLI",
+     ["train", "--model_dir", NEW, "--train_steps", str(10**20)],
+     f"{10**20} is too large; give at most 2147483647 (2**31-1)"),
+    # more of the same kinds
+    ("eval-timeout-0", "CLI",
+     ["eval", "--model_dir", RUN, "--follow", "--timeout_seconds", "0"],
+     "--timeout_seconds 0 must be more than 0"),
+    ("eval-poll-nan", "CLI", ["eval", "--model_dir", RUN, "--poll_seconds", "nan"],
+     "--poll_seconds nan is not a finite number"),
+    ("gin-d-ff-0", "gin", ["train", "--model_dir", NEW, "--gin_param", "d_ff = 0"],
+     "d_ff = 0: a model's sizes must be at least 1"),
+    ("gin-num-layers-0", "gin",
+     ["train", "--model_dir", NEW, "--gin_param", "num_layers = 0"],
+     "num_layers = 0: a model's sizes must be at least 1"),
+    ("gin-d-model-negative", "gin",
+     ["train", "--model_dir", NEW, "--gin_param", "d_model = -8"],
+     "d_model = -8: a model's sizes must be at least 1"),
+    ("plan-d-kv-0", "gin", ["plan", "--gin_param", "d_kv = 0"],
+     "d_kv = 0: a model's sizes must be at least 1"),
+    # compare
+    ("compare-one-run", "compare", ["compare", RUN],
+     "compare needs a baseline run and at least one other run"),
+    ("compare-no-runs", "compare", ["compare", "--output", "{tmp}/out"],
+     "compare needs a baseline run and at least one other run"),
+    ("compare-same-run-twice", "compare", ["compare", RUN, RUN],
+     "two runs have the same folder name"),
+    ("compare-group-of-one-model", "compare", ["compare", RUN, "{tmp}/run2", "--group"],
+     "--group groups runs by model, and every run is transformer"),
+    ("compare-not-a-run", "compare", ["compare", "{tmp}/hidden_only", RUN],
+     "hidden_only is not a primer-mtf run"),
+    ("compare-unevaluated-split", "compare",
+     ["compare", RUN, "{tmp}/run2", "--split", "test"], "run has no test evaluation"),
+    ("compare-runs-and-train", "compare", ["compare", RUN, "--train"],
+     "give either RUN_DIRs or --train with --models, not both"),
+    ("compare-train-one-model", "compare",
+     ["compare", "--train", "--models", "transformer", "--output", "{tmp}/out"],
+     "compare --train needs at least two --models"),
+    ("compare-seeds-0", "compare", ["compare", "--train", "--seeds", "0"],
+     "--seeds: 0 is not positive"),
+    ("compare-vary-unknown", "compare", ["compare", "--train", "--vary", "weights"],
+     "invalid choice: 'weights'"),
+    ("compare-output-empty", "compare", ["compare", RUN, "{tmp}/run2", "--output", ""],
+     "--output is empty; give a folder"),
+    # sample
+    ("sample-max-new-tokens-negative", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--max_new_tokens", "-1"],
+     "--max_new_tokens -1 must be at least 1"),
+    ("sample-top-k-word", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--top_k", "many"],
+     "--top_k 'many' is not a whole number"),
+    ("sample-checkpoint-step-negative", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--checkpoint_step", "-1"],
+     "--checkpoint_step -1 is negative"),
+    ("sample-missing-checkpoint", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "Amen", "--checkpoint_step", "7"],
+     "has no checkpoint at step 7; it has steps 0, 2"),
+    ("sample-empty-prompt", "sample", ["sample", "--model_dir", RUN, "--prompt", ""],
+     "--prompt is empty; give some text to continue"),
+    ("sample-prompt-longer-than-the-model", "sample",
+     ["sample", "--model_dir", RUN, "--prompt", "and the " * 100],
+     "tokens; the model's length is 128, so nothing can follow it"),
+    # score
+    ("score-limit-0", "score",
+     ["score", "--model_dir", RUN, "--task", "kjv_ending", "--limit", "0"],
+     "--limit: 0 is not positive"),
+    ("score-normalize-unknown", "score",
+     ["score", "--model_dir", RUN, "--task", "kjv_ending", "--normalize", "max"],
+     "invalid choice: 'max'"),
+    ("score-task-missing-context", "score",
+     ["score", "--model_dir", RUN, "--task", "{tmp}/no_context.jsonl"],
+     'no_context.jsonl:1: needs "context", a string'),
+    ("score-train-file-missing", "score",
+     ["score", "--model_dir", RUN, "--task", "{tmp}/answers.jsonl", "--train_file",
+      "{tmp}/none.jsonl"], "task file {tmp}/none.jsonl does not exist"),
+    ("score-more-shots-than-examples", "score",
+     ["score", "--model_dir", RUN, "--task", "{tmp}/answers.jsonl", "--shots", "5"],
+     "--shots 5 needs 5 examples to draw from, but the task's train split has 0"),
+    ("score-shots-word", "score",
+     ["score", "--model_dir", RUN, "--task", "kjv_ending", "--shots", "one"],
+     "--shots 'one' is not a whole number"),
+    # finetune
+    ("finetune-steps-0", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--finetune_steps", "0"], "--finetune_steps: 0 is not positive"),
+    ("finetune-task-folder-missing", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/no_folder",
+      "--model_dir", NEW], "unknown --task '{tmp}/no_folder'"),
+    ("finetune-task-without-validation", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_train_only",
+      "--model_dir", NEW], "has no validation.jsonl or validation.tsv"),
+    ("finetune-tsv-three-fields", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_tsv",
+      "--model_dir", NEW], "train.tsv:1: expected inputs<TAB>targets, got 3 field(s)"),
+    ("finetune-unknown-metric", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "{tmp}/task_bleu9",
+      "--model_dir", NEW], "task.json: unknown metric 'bleu9'"),
+    ("finetune-one-length", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--inputs_length", "64"], "give both --inputs_length and --targets_length"),
+    ("finetune-encoder-decoder-format-on-lm", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--format", "encoder_decoder"],
+     "is a decoder-only model; --format encoder_decoder does not fit it"),
+    ("finetune-pretrained-dir-empty", "finetune",
+     ["finetune", "--pretrained_dir", "", "--task", "kjv_book", "--model_dir", NEW],
+     "--pretrained_dir is empty; give a folder"),
+    ("finetune-checkpoint-step-negative", "finetune",
+     ["finetune", "--pretrained_dir", RUN, "--task", "kjv_book", "--model_dir", NEW,
+      "--checkpoint_step", "-2"], "--checkpoint_step -2 is negative"),
+    # cache
+    ("cache-runner-unknown", "cache",
+     ["cache", "--output", "{tmp}/cache", "--runner", "spark"],
+     "invalid choice: 'spark'"),
+    ("cache-output-a-file", "cache", ["cache", "--output", "{tmp}/one.txt"],
+     "--output {tmp}/one.txt is a file; give a folder"),
+    ("cache-min-shards-0", "cache",
+     ["cache", "--output", "{tmp}/cache", "--min_shards", "0"],
+     "--min_shards: 0 is not positive"),
+    ("cache-dataflow-without-image", "cache",
+     ["cache", "--output", "gs://bucket/cache", "--runner", "dataflow"],
+     "--runner dataflow needs --worker_image"),
+    ("cache-unknown-objective", "cache",
+     ["cache", "--output", "{tmp}/cache", "--objective", "nope"],
+     "unknown --objective 'nope'"),
+    ("cache-unknown-task", "cache",
+     ["cache", "--output", "{tmp}/cache", "--task", "nope"], "unknown --task 'nope'"),
+    # bench
+    ("bench-only-unknown", "bench", ["bench", "--only", "speed"],
+     "invalid choice: 'speed'"),
+    ("bench-out-a-file", "bench", ["bench", "--out", "{tmp}/one.txt"],
+     "--out {tmp}/one.txt is a file; give a folder"),
+    ("bench-memory-sizes-unknown", "bench",
+     ["bench", "--only", "memory", "--memory_sizes", "huge", "--out", "{tmp}/b"],
+     "unknown --memory_sizes 'huge'; choose from: 32b, 8b"),
 ]
 
 FILES = {
@@ -192,6 +388,34 @@ FILES = {
     "hidden_only": {".hidden": b"text\n"},
     "task": {"train.jsonl": b'{"inputs": "a", "targets": "b"}\nnot json\n',
              "validation.jsonl": b'{"inputs": "a", "targets": "b"}\n'},
+    "latin1.jsonl": (b'{"context": "a", "choices": ["x", "y"], "label": 0}\n'
+                     b'{"context": "caf\xe9", "choices": ["x", "y"], "label": 1}\n'),
+    "no_context.jsonl": b'{"choices": ["x", "y"], "label": 0}\n',
+    "answers.jsonl": b'{"context": "In the beginning", "answer": "God"}\n',
+}
+
+_EXAMPLE = b'{"inputs": "a", "targets": "b"}\n'
+
+# Folders that only some cases name, made when a case's argv names {tmp}/NAME:
+# NAME -> function(folder to make, the trained run).
+SPECIAL = {
+    "task_json_cut": lambda path, run: _corpus(os.path.dirname(path), os.path.basename(
+        path), {"train.jsonl": _EXAMPLE, "validation.jsonl": _EXAMPLE,
+                "task.json": b'{"metric": '}),
+    "task_json_list": lambda path, run: _corpus(os.path.dirname(path), os.path.basename(
+        path), {"train.jsonl": _EXAMPLE, "validation.jsonl": _EXAMPLE,
+                "task.json": b'["accuracy"]'}),
+    "task_latin1": lambda path, run: _corpus(os.path.dirname(path), os.path.basename(
+        path), {"train.jsonl": _EXAMPLE + b'{"inputs": "caf\xe9", "targets": "b"}\n',
+                "validation.jsonl": _EXAMPLE}),
+    "task_train_only": lambda path, run: _corpus(os.path.dirname(path),
+                                                 os.path.basename(path),
+                                                 {"train.jsonl": _EXAMPLE}),
+    "task_tsv": lambda path, run: _corpus(os.path.dirname(path), os.path.basename(
+        path), {"train.tsv": b"a\tb\tc\n", "validation.tsv": b"a\tb\n"}),
+    "task_bleu9": lambda path, run: _corpus(os.path.dirname(path), os.path.basename(
+        path), {"train.tsv": b"a\tb\n", "validation.tsv": b"a\tb\n",
+                "task.json": b'{"metric": "bleu9"}'}),
 }
 
 
@@ -200,6 +424,8 @@ def _snapshot(folder):
   for root, _, names in os.walk(folder):
     for name in names:
       path = os.path.join(root, name)
+      if os.path.islink(path):
+        continue   # _snapshot_with_links has them
       with open(path, "rb") as f:
         out[os.path.relpath(path, folder)] = f.read()
   return out
@@ -213,40 +439,95 @@ def trained_run(tmp_path_factory):
   return model_dir
 
 
-def _prepare(tmp, run):
+def _copy_run(path, run, change=None):
+  """A copy of the trained run at ``path``; ``change(path)`` then edits it."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(run, path)
+  if change:
+    change(path)
+
+
+def _write(path, data):
+  with open(path, "wb") as f:
+    f.write(data)
+
+
+def _revocab(path):
+  record = run_lib.read_record(path)
+  record["vocabulary_pieces_sha256"] = "0" * 16
+  files.write_json(os.path.join(path, run_lib.RUN_RECORD), record)
+
+
+def _foreign(path, run):
+  import shutil  # pylint: disable=g-import-not-at-top
+  os.makedirs(path)
+  for name in os.listdir(run):
+    if name.startswith(("model.ckpt-", "checkpoint")):
+      shutil.copy(os.path.join(run, name), path)
+
+
+# Eval results as `eval` writes them, cut short as a half-done copy leaves them.
+_EVAL_RESULTS = (b'[\n {\n  "step": 0,\n  "loss": 9.36,\n  "perplexity": 11664.0\n },'
+                 b'\n {\n  "step": 2,\n  "lo')
+
+SPECIAL.update({
+    "read_only": lambda path, run: (os.makedirs(path), os.chmod(
+        path, stat.S_IRUSR | stat.S_IXUSR)),
+    "foreign": _foreign,
+    "revocabbed": lambda path, run: _copy_run(path, run, _revocab),
+    "cut_record": lambda path, run: _copy_run(path, run, lambda p: _write(
+        os.path.join(p, run_lib.RUN_RECORD),
+        open(os.path.join(p, run_lib.RUN_RECORD), "rb").read()[:40])),
+    "list_record": lambda path, run: _copy_run(path, run, lambda p: _write(
+        os.path.join(p, run_lib.RUN_RECORD), b"[]")),
+    "run2": _copy_run,
+    "cut_eval": lambda path, run: _copy_run(path, run, lambda p: _write(
+        os.path.join(p, "eval_validation.json"), _EVAL_RESULTS)),
+    "dangling": lambda path, run: os.symlink(os.path.join(os.path.dirname(path),
+                                                          "nowhere"), path),
+})
+
+
+def _prepare(tmp, run, argv):
   """The case's folder: the FILES, a copy of the trained run, and the special
-  model dirs that some cases name."""
+  folders that the case's argv names."""
   import shutil  # pylint: disable=g-import-not-at-top
   for name, data in FILES.items():
     _corpus(tmp, name, data)
   copy = os.path.join(tmp, "run")
   shutil.copytree(run, copy)
-  os.makedirs(os.path.join(tmp, "read_only"))
-  os.chmod(os.path.join(tmp, "read_only"), stat.S_IRUSR | stat.S_IXUSR)
-  foreign = os.path.join(tmp, "foreign")
-  os.makedirs(foreign)
-  for name in os.listdir(run):
-    if name.startswith(("model.ckpt-", "checkpoint")):
-      shutil.copy(os.path.join(run, name), foreign)
-  revocabbed = os.path.join(tmp, "revocabbed")
-  shutil.copytree(run, revocabbed)
-  record = run_lib.read_record(revocabbed)
-  record["vocabulary_pieces_sha256"] = "0" * 16
-  files.write_json(os.path.join(revocabbed, run_lib.RUN_RECORD), record)
+  for name, make in SPECIAL.items():
+    if any(f"{{tmp}}/{name}" in a for a in argv):
+      make(os.path.join(tmp, name), run)
   return copy
+
+
+def _snapshot_with_links(folder):
+  """_snapshot, and the symlinks (which os.walk's files leave out when dangling)."""
+  out = _snapshot(folder)
+  for root, dirs, names in os.walk(folder):
+    for name in dirs + names:
+      path = os.path.join(root, name)
+      if os.path.islink(path):
+        out[os.path.relpath(path, folder) + " ->"] = os.readlink(path)
+  return out
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_touches_nothing(case, trained_run, tmp_path, capsys):
+def test_bad_input_is_one_line_and_touches_nothing(case, trained_run, tmp_path, capsys,
+                                                  monkeypatch):
+  """Run in the case's folder, so that a file written into the working directory
+  (as `--model_dir ""` once wrote its record) is caught too."""
   name, _, argv, message = case
   if name == "model-dir-read-only" and os.geteuid() == 0:
     pytest.skip("root writes anywhere")
   tmp = str(tmp_path)
-  run = _prepare(tmp, trained_run)
+  run = _prepare(tmp, trained_run, argv)
   new = os.path.join(tmp, "new_run")
   argv = [a.format(run=run, new=new, tmp=tmp) for a in argv]
-  before = _snapshot(tmp)
+  monkeypatch.chdir(tmp)
+  before = _snapshot_with_links(tmp)
   try:
     rc = cli.main(argv)
   except SystemExit as e:   # argparse's errors
@@ -255,17 +536,26 @@ def test_bad_input_is_one_line_and_touches_nothing(case, trained_run, tmp_path, 
   assert rc == 2, err
   assert len(err) == 1 and err[0].startswith("primer-mtf: error: "), err
   assert message.format(tmp=tmp) in err[0], err[0]
-  assert _snapshot(tmp) == before
+  assert _snapshot_with_links(tmp) == before
   assert not os.path.exists(new)
 
 
 def markdown():
   """The README's table."""
   lines = ["| group | input | the one line says | test id |", "|---|---|---|---|"]
-  for name, group, argv, message in CASES:
-    command = "primer-mtf " + " ".join(a if " " not in a else f"'{a}'" for a in argv)
-    command = command.replace("{run}", "RUN").replace("{new}", "NEW").replace(
+  def shown(arg):
+    if len(arg) > 60:
+      arg = arg[:16] + "..."
+    return arg if arg and " " not in arg else f"'{arg}'"
+
+  def local(text):
+    return text.replace("{run}", "RUN").replace("{new}", "NEW").replace(
         "{tmp}/", "").replace("{tmp}", ".")
+
+  for name, group, argv, message in CASES:
+    command = local("primer-mtf " + " ".join(shown(a) for a in argv))
+    message = local(message.replace("{{", "{").replace("}}", "}")).replace(
+        "|", "\\|")
     lines.append(f"| {group} | `{command}` | {message} | `{name}` |")
   return "\n".join(lines)
 

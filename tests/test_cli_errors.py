@@ -1,6 +1,7 @@
 """Bad input: one clear line, exit status 2, and no run created or touched. (The
 table of single bad inputs is test_bad_input.py; these are the cases with more to
 check.)"""
+import errno
 import os
 import subprocess
 import sys
@@ -116,3 +117,77 @@ def test_help_and_usage_errors_come_before_tensorflow_loads(argv):
               if l.startswith("import time:")]
   assert "primer_mtf.cli" in imported
   assert not [m for m in imported if m.startswith(("tensorflow", "mesh_tensorflow"))]
+
+
+# ------------------------------------------- Ctrl-C and a full disk (issue 25)
+
+def _stops(monkeypatch, exception):
+  def command(args):
+    del args
+    raise exception
+  monkeypatch.setattr(cli, "train", command)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch, tmp_path):
+  """cli.main's side of Ctrl-C: training itself stops after the current step and
+  re-raises KeyboardInterrupt; main prints what survives, not a traceback."""
+  _stops(monkeypatch, KeyboardInterrupt())
+  assert cli.main(["train", "--model_dir", str(tmp_path / "run")]) == 130
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["primer-mtf: stopped by Ctrl-C; the run keeps every checkpoint "
+                 "written so far; run the same command to resume from the newest"]
+
+
+@pytest.mark.parametrize("make_error", [
+    lambda path: OSError(errno.ENOSPC, "No space left on device", path),
+    lambda path: OSError(errno.EDQUOT, "Disk quota exceeded", path),
+    lambda path: __import__("tensorflow").errors.ResourceExhaustedError(
+        None, None, f"{path}; No space left on device"),
+], ids=["ENOSPC", "EDQUOT", "tf-error"])
+def test_a_full_disk_is_one_line_and_removes_the_partial_files(capsys, monkeypatch,
+                                                               tmp_path, make_error):
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  kept = {"model.ckpt-10.index": b"i", "model.ckpt-10.meta": b"m",
+          "primer_mtf_run.json": b"{}", "notes.tmp": b"not a partial write"}
+  partial = [f"model.ckpt-20.meta.tmp{'ab12' * 8}", f"checkpoint.tmp{'0f' * 16}"]
+  for name, data in kept.items():
+    (model_dir / name).write_bytes(data)
+  for name in partial:
+    (model_dir / name).write_bytes(b"half")
+  where = str(model_dir / partial[0])
+  _stops(monkeypatch, make_error(where))
+  assert cli.main(["train", "--model_dir", str(model_dir)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  assert err[0].startswith(f"primer-mtf: error: the disk is full writing {where} "
+                           "(removed 2 partial files it left: "), err[0]
+  assert err[0].endswith("; free space and run the command again; the run resumes "
+                         "from its newest whole checkpoint"), err[0]
+  assert sorted(os.listdir(model_dir)) == sorted(kept)
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(monkeypatch, tmp_path):
+  _stops(monkeypatch, OSError(errno.EACCES, "Permission denied", "x"))
+  with pytest.raises(OSError, match="Permission denied"):
+    cli.main(["train", "--model_dir", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--model_dir", "r", "--prompt", "a", "--top_k", "0"],
+     "primer-mtf: error: --top_k 0 must be at least 1 (see primer-mtf sample --help)"),
+    (["train", "--model_dir", "r", "--train_steps", str(2**31)],
+     f"primer-mtf: error: argument --train_steps: {2**31} is too large; give at "
+     "most 2147483647 (2**31-1) (see primer-mtf train --help)"),
+    (["finetune", "--pretrained_dir", "p", "--task", "t", "--model_dir", "r",
+      "--learning_rate=-inf"],
+     "primer-mtf: error: --learning_rate -inf is not a finite number "
+     "(see primer-mtf finetune --help)"),
+])
+def test_values_are_refused_when_parsed_before_tensorflow(capsys, argv, message):
+  """A flag's type names the flag once, and refuses before anything loads."""
+  with pytest.raises(SystemExit) as e:
+    cli.parser().parse_args(argv)
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines() == [message]
+  assert cli.MAX_COUNT == 2**31 - 1

@@ -212,6 +212,9 @@ def encode_prompt(vocab, text, length, what="--prompt"):
 
 
 def check_sampling_flags(temperature, top_k, max_new_tokens, num_samples):
+  if not np.isfinite(temperature):   # NaN sampled padding ids, and exited 0
+    raise UsageError(f"--temperature {temperature} is not a finite number; 0 is "
+                     "greedy")
   if temperature < 0:
     raise UsageError(f"--temperature {temperature} is negative; 0 is greedy")
   if top_k is not None and top_k < 1:

@@ -64,29 +64,40 @@ def kjv_book_examples():
   return out
 
 
+def _read_text(path):
+  """A task file's text; one line naming the file and line where it is not UTF-8."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise UsageError(f"{path}:{line}: not UTF-8 text (bad byte at offset "
+                     f"{e.start}); save the file as UTF-8") from None
+
+
 def _read_examples(path):
   """(inputs, targets) pairs of one JSONL or TSV file; one line per error."""
   examples = []
-  with tf.io.gfile.GFile(path) as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      if path.endswith(".tsv"):
-        fields = line.rstrip("\n").split("\t")
-        if len(fields) != 2:
-          raise UsageError(f"{path}:{number}: expected inputs<TAB>targets, got "
-                           f"{len(fields)} field(s)")
-        examples.append(tuple(fields))
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UsageError(f"{path}:{number}: not JSON ({e.msg})") from None
-      if not (isinstance(obj, dict) and isinstance(obj.get("inputs"), str)
-              and isinstance(obj.get("targets"), str)):
-        raise UsageError(f'{path}:{number}: expected {{"inputs": "...", '
-                         '"targets": "..."}')
-      examples.append((obj["inputs"], obj["targets"]))
+  for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    if not line.strip():
+      continue
+    if path.endswith(".tsv"):
+      fields = line.rstrip("\n").split("\t")
+      if len(fields) != 2:
+        raise UsageError(f"{path}:{number}: expected inputs<TAB>targets, got "
+                         f"{len(fields)} field(s)")
+      examples.append(tuple(fields))
+      continue
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise UsageError(f"{path}:{number}: not JSON ({e.msg})") from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("inputs"), str)
+            and isinstance(obj.get("targets"), str)):
+      raise UsageError(f'{path}:{number}: expected {{"inputs": "...", '
+                       '"targets": "..."}')
+    examples.append((obj["inputs"], obj["targets"]))
   if not examples:
     raise UsageError(f"{path} has no examples")
   return examples
@@ -104,8 +115,18 @@ def folder_examples(folder):
   metric = "accuracy"
   spec = os.path.join(folder, "task.json")
   if tf.io.gfile.exists(spec):
-    with tf.io.gfile.GFile(spec) as f:
-      metric = json.load(f).get("metric", metric)
+    try:
+      options = json.loads(_read_text(spec))
+    except json.JSONDecodeError as e:
+      raise UsageError(f"{spec}: not JSON ({e.msg} at line {e.lineno} column "
+                       f'{e.colno}); write it as {{"metric": "accuracy"}}') from None
+    if not isinstance(options, dict):
+      raise UsageError(f'{spec}: expected a JSON object such as {{"metric": '
+                       f'"accuracy"}}, not {type(options).__name__}')
+    metric = options.get("metric", metric)
+  if not isinstance(metric, str):
+    raise UsageError(f"{spec}: the metric is {metric!r}; name one of "
+                     f"{', '.join(METRICS)}")
   if metric not in METRICS:
     raise UsageError(f"{spec}: unknown metric {metric!r}; use one of "
                      f"{', '.join(METRICS)}")

@@ -135,8 +135,36 @@ def build(vocab_size, batch=None, length=None):
   if model_type not in ("lm", "delimited_lm", "bitransformer"):
     raise UsageError(f"planning covers model_type 'lm', 'delimited_lm' and "
                      f"'bitransformer', not {model_type!r}")
+  check_sizes()
   batch = batch or configs.batch_sequences()
   length = length or configs.sequence_length()["targets"]
+  try:
+    return _build(model_type, vocab_size, batch, length)
+  except ZeroDivisionError:   # a size this check does not know, bound to 0
+    raise UsageError("a size of the model is 0 (mesh-tensorflow divided by it "
+                     "building the model); check the sizes bound in the gin "
+                     "files and --gin_param") from None
+
+
+# The sizes that gin/sizes/ binds as macros; each must be at least 1. mtf divides
+# by d_model, num_heads and d_kv while it builds the model (a ZeroDivisionError),
+# a negative size fails deep in the graph, and num_layers = 0 trains a model of
+# embeddings alone.
+SIZE_MACROS = ("num_layers", "d_model", "num_heads", "d_kv", "d_ff", "d_ff_gated")
+
+
+def check_sizes():
+  """Fails with one line where a size macro of the parsed configuration is < 1."""
+  for name in SIZE_MACROS:
+    value = configs.query(f"%{name}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      continue
+    if value < 1:
+      raise UsageError(f"{name} = {value}: a model's sizes must be at least 1; "
+                       f"bind {name} to a positive number")
+
+
+def _build(model_type, vocab_size, batch, length):
   with tf.Graph().as_default():
     graph = mtf.Graph()
     mesh = mtf.Mesh(graph, "planning_mesh")
@@ -152,7 +180,13 @@ def build(vocab_size, batch=None, length=None):
     with tf.variable_scope(tf.get_variable_scope(), custom_getter=_name_only_getter):
       model.call_simple(inputs=inputs, targets=ids, compute_loss=True,
                         variable_dtype=_F32, **extra)
-  return ModelGraph(graph, model, batch, length)
+  built = ModelGraph(graph, model, batch, length)
+  empty = sorted((n, s) for n, s in built.dimensions() if s < 1)
+  if empty:
+    raise UsageError(f"the model has a dimension {empty[0][0]} of size "
+                     f"{empty[0][1]}; check the sizes bound in the gin files and "
+                     "--gin_param")
+  return built
 
 
 def layout_errors(dimensions, mesh_shape, rules):

@@ -55,23 +55,34 @@ def parse_line(path, number, line):
                            'or "answer" (exact match)')
 
 
+def _text(path):
+  """The file's text; one line naming the line of a byte that is not UTF-8."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise _bad(path, data[:e.start].count(b"\n") + 1,
+               f"not UTF-8 text (bad byte at offset {e.start}); save the file "
+               "as UTF-8") from None
+
+
 def read(path):
   """The examples of a JSONL task file, all of one kind."""
   if not os.path.isfile(path):
     raise UsageError(f"task file {path} does not exist")
   examples, first = [], None
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      ex = parse_line(path, number, line)
-      if first is None:
-        first = (number, ex.kind)
-      elif ex.kind != first[1]:
-        article = "an" if ex.kind[0] in "aeiou" else "a"
-        raise _bad(path, number, f"{article} {ex.kind} example in a file whose "
-                                 f"first example (line {first[0]}) is {first[1]}")
-      examples.append(ex)
+  for number, line in enumerate(_text(path).split("\n"), start=1):
+    if not line.strip():
+      continue
+    ex = parse_line(path, number, line)
+    if first is None:
+      first = (number, ex.kind)
+    elif ex.kind != first[1]:
+      article = "an" if ex.kind[0] in "aeiou" else "a"
+      raise _bad(path, number, f"{article} {ex.kind} example in a file whose "
+                               f"first example (line {first[0]}) is {first[1]}")
+    examples.append(ex)
   if not examples:
     raise UsageError(f"task file {path} has no examples")
   return examples
