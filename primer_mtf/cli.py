@@ -6,12 +6,15 @@ What the commands do lives with their role: runs in ``commands/runs.py``, eval i
 """
 
 import argparse
+import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import re
 import sys
+import threading
 
 
 class _Parser(argparse.ArgumentParser):
@@ -266,7 +269,7 @@ def parser():
                    help="group runs by model: mean and spread over seeds")
   cmp.add_argument("--split", default="validation")
   cmp.add_argument("--train", action="store_true",
-                   help="train --models side by side first (same data and budget)")
+                   help="train --models first, one after another (same data and budget)")
   cmp.add_argument("--models", nargs="+", default=["transformer", "primer_ez"])
   cmp.add_argument("--seeds", type=_positive_int, default=1)
   cmp.add_argument("--vary", default="both", choices=["data", "init", "both"],
@@ -333,8 +336,10 @@ def cache(args):
 
 def _eval_line(row):
   if "loss" not in row:   # a fine-tuning run: its task's metrics
-    return f"[eval] step {row['step']} " + " ".join(
-        f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+    return (f"[eval] step {row['step']} " + " ".join(
+        f"{k} {v:.4f}" for k, v in row.items() if k not in ("step", "num_examples"))
+            + (f" ({int(row['num_examples'])} examples)" if "num_examples" in row
+               else ""))
   return (f"[eval] step {row['step']} loss {row['loss']:.4f} "
           f"perplexity {row['perplexity']:.2f} "
           f"token_accuracy {row['token_accuracy']:.4f}")
@@ -596,8 +601,9 @@ _FULL_DISK_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _full_disk(e):
-  """Whether ``e`` is a full disk or quota: an OSError with its errno, or
-  TensorFlow's error for one (its message says so; its errno is not kept)."""
+  """Whether ``e`` (an exception or a message) is a full disk or quota: an
+  OSError with its errno, or TensorFlow's error for one (its message says so;
+  its errno is not kept)."""
   if isinstance(e, OSError) and e.errno in _FULL_DISK_ERRNOS:
     return True
   return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
@@ -622,6 +628,39 @@ def _full_disk_line(e, args):
           f"run the command again{resume}")
 
 
+class _DropFullDiskLogs(logging.Filter):
+  """TensorFlow's events writer logs its own full-disk error before the command
+  fails with it; the command's one line says it once."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return not (_full_disk(record.getMessage()) or (error and _full_disk(error)))
+
+
+@contextlib.contextmanager
+def _full_disk_reported_once():
+  """While a command runs, a full disk met by a background thread (TensorFlow's
+  events writer) is not printed as a thread traceback: the writer re-raises it in
+  the command, which reports it in one line."""
+  previous = threading.excepthook
+
+  def hook(hook_args):
+    if not _full_disk(hook_args.exc_value):
+      previous(hook_args)
+
+  quiet_logs = _DropFullDiskLogs()
+  loggers = [logging.getLogger(), logging.getLogger("tensorflow")]
+  threading.excepthook = hook
+  for logger in loggers:
+    logger.addFilter(quiet_logs)
+  try:
+    yield
+  finally:
+    threading.excepthook = previous
+    for logger in loggers:
+      logger.removeFilter(quiet_logs)
+
+
 def main(argv=None):
   """The command; ``argv=None`` is a real command line (its stderr is filtered)."""
   try:   # before TensorFlow loads: --help and a refused value are instant
@@ -629,7 +668,8 @@ def main(argv=None):
   except SystemExit as e:   # argparse's --help (0) and usage errors (2), returned
     return e.code           # as every other exit status is
   try:
-    return _run(args, argv)
+    with _full_disk_reported_once():
+      return _run(args, argv)
   except KeyboardInterrupt:
     survives = _WHAT_SURVIVES.get(args.command, "run the command again")
     print(f"primer-mtf: stopped by Ctrl-C; {survives}", file=sys.stderr)
@@ -641,7 +681,17 @@ def main(argv=None):
     return 2
 
 
+# Commands that load the stack and then work for a while: in a terminal each says
+# so at once (loading TensorFlow, mesh-tensorflow and T5 takes 10-25 s on 2
+# cores). Not into a pipe or a file, where a refused command's stderr is its one
+# error line and nothing else.
+_SAYS_IT_STARTED = ("train", "finetune", "eval", "score", "sample", "cache")
+
+
 def _run(args, argv):
+  if args.command in _SAYS_IT_STARTED and sys.stderr.isatty():
+    print(f"[{args.command}] starting: loading TensorFlow and mesh-tensorflow",
+          file=sys.stderr, flush=True)
   import primer_mtf  # pylint: disable=g-import-not-at-top
   primer_mtf.load()
   from primer_mtf import quiet  # pylint: disable=g-import-not-at-top

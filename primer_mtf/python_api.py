@@ -130,21 +130,24 @@ def finetune(model_dir, task, finetune_steps, pretrained_model_dir, fmt="delimit
 
 
 def evaluate(model_dir, task=None, split="validation", max_batches=100, gin_params=(),
-             sequence_length=None, batch_size=None):
+             sequence_length=None, batch_size=None, mesh=None):
   """The language model's loss, perplexity and token accuracy at every checkpoint
   of ``model_dir`` (a run of primer-mtf, ``MtfModel`` or ``t5_mesh_transformer``),
   which ``MtfModel.eval`` skips: ``primer-mtf eval``'s own. Returns its table
   (a row a checkpoint) and writes ``eval_SPLIT.json`` and a plot there.
 
-  ``task``, ``sequence_length`` and ``batch_size``: those of an ``MtfModel`` run,
-  which its operative config does not hold (``MtfModel`` passes them in code, not
-  through gin); give them as its constructor was given them."""
+  ``task``, ``sequence_length``, ``batch_size`` and ``mesh`` (a ``--mesh`` name):
+  those of an ``MtfModel`` run, which its operative config does not hold
+  (``MtfModel`` passes them in code, not through gin); give them as its
+  constructor was given them."""
   from primer_mtf.commands import kinds  # pylint: disable=g-import-not-at-top
   given = {"mesh_eval_dataset_fn.mixture_or_task_name": task,
+           "get_vocabulary.mixture_or_task_name": task,
            "utils.run.sequence_length": sequence_length,
            "utils.run.batch_size": batch_size}
   gin_params = [f"{k} = {v!r}" for k, v in given.items() if v] + list(gin_params)
-  _, _, table = kinds.open_run(model_dir).evaluate(split, gin_params, max_batches)
+  _, _, table = kinds.open_run(model_dir).evaluate(split, gin_params, max_batches,
+                                                   mesh)
   return table
 
 

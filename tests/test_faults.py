@@ -295,17 +295,8 @@ def test_a_full_disk_during_train_then_space_freed_the_rerun_resumes(
   assert not os.path.exists(os.path.join(model_dir, "primer_mtf_run.lock"))
 
 
-ENOSPC_NOT_HANDLED = (
-    "a full disk surfaces from TensorFlow as RuntimeError (the events writer's "
-    "thread) or ResourceExhaustedError (graph.pbtxt, checkpoints), not OSError, "
-    "with TensorFlow's ERROR log lines and a thread traceback before it; cli.main "
-    "does not turn them into one line yet, and TensorFlow's graph.pbtxt.tmp<hex> "
-    "is left behind")
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ENOSPC_NOT_HANDLED)
 @pytest.mark.parametrize("fault", ["full_disk_eval", "full_disk_train"])
 def test_a_full_disk_fails_with_one_line_and_leaves_no_temporary_file(
     fault, request):
