@@ -408,37 +408,6 @@ def finetune(args):
   return 0
 
 
-def _check_compare_inputs(model_dirs, split, group):
-  """What compare reads that it would otherwise fail on with a traceback: an
-  eval results file cut short (a copy stopped half way; eval writes it from its
-  events, so evaluating again repairs it), and --group where every run is of one
-  model (one group, nothing to compare it with)."""
-  from primer_mtf.commands import run as run_lib  # pylint: disable=g-import-not-at-top
-  from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
-  models = []
-  for model_dir in model_dirs:
-    path = os.path.join(model_dir, f"eval_{split}.json")
-    if os.path.isfile(path):
-      try:
-        with open(path, encoding="utf-8") as f:
-          table = json.load(f)
-      except ValueError:
-        table = None
-      if not isinstance(table, list) or not all(
-          isinstance(r, dict) and "step" in r and "loss" in r for r in table):
-        raise UsageError(f"{path} is damaged (cut short or not eval results); "
-                         f"run `primer-mtf eval --model_dir {model_dir} --split "
-                         f"{split}` to write it again from the run's eval events")
-    record = run_lib.read_record(model_dir) if os.path.isdir(model_dir) else None
-    if record:
-      models.append(record.get("model"))
-  if group and len(model_dirs) >= 2 and len(models) == len(model_dirs) and len(
-      set(models)) == 1:
-    raise UsageError(f"--group groups runs by model, and every run is "
-                     f"{models[0]}: one group, nothing to compare it with; "
-                     "compare them without --group, or add runs of another model")
-
-
 def compare(args):
   from primer_mtf.commands import compare as compare_lib  # pylint: disable=g-import-not-at-top
   from primer_mtf.errors import UsageError  # pylint: disable=g-import-not-at-top
@@ -450,7 +419,6 @@ def compare(args):
         args.train_steps, args.evaluations, args.gin_param, args.objective,
         vary=args.vary)
   else:
-    _check_compare_inputs(args.model_dirs, args.split, args.group)
     summary, json_path, png_path = compare_lib.compare(
         args.model_dirs, args.output, args.group, args.split)
   for line in compare_lib.format_summary(summary):

@@ -110,6 +110,7 @@ def test_recommended_layouts_lower_with_the_planned_per_core_shapes(size, mesh):
   """Lowered on a CPU placement mesh with the pod's model-parallel dimension (the
   batch dimension cut to one, two layers: every layer is laid out alike)."""
   planned = planner.plan("primer", size, mesh, gin_params=["num_layers = 2"])
+  configs.parse("primer", size, mesh)   # plan leaves its caller's gin as it was
   model_dims = [d for d in configs.mesh_shape().dims if d.name == "model"]
   cpu_mesh = ",".join(f"{d.name}:{d.size}" for d in model_dims)
   configs.parse("primer", size, "cpu", gin_params=["num_layers = 2"])

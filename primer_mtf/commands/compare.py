@@ -239,7 +239,16 @@ def read_run(model_dir, split="validation"):
     raise UsageError(f"{model_dir} has no {split} evaluation; run "
                      f"`primer-mtf eval --model_dir {model_dir}` first")
   with tf.io.gfile.GFile(table_path) as f:
-    table = json.load(f)
+    try:
+      table = json.load(f)
+    except ValueError:
+      table = None
+  if not isinstance(table, list) or not all(
+      isinstance(r, dict) and "step" in r and "loss" in r for r in table):
+    # a copy stopped half way; eval writes it from its events, so it repairs it
+    raise UsageError(f"{table_path} is damaged (cut short or not eval results); "
+                     f"run `primer-mtf eval --model_dir {model_dir} --split {split}` "
+                     "to write it again from the run's eval events")
   if len(table) < 2:
     raise UsageError(f"{model_dir} has {len(table)} evaluated checkpoint; compare "
                      "needs a curve (evaluate at least two checkpoints)")
@@ -376,6 +385,12 @@ def compare(model_dirs, output=".", group_by_model=False, split="validation",
   names = [os.path.basename(os.path.normpath(d)) for d in model_dirs]
   if len(set(names)) < len(names):
     raise UsageError("two runs have the same folder name; give each run its own name")
+  # each run's kind first: a run compare cannot count is refused before any other
+  models = {kinds.open_run(d).compare_curve()["model"] for d in model_dirs}
+  if group_by_model and len(models) == 1:
+    raise UsageError(f"--group groups runs by model, and every run is "
+                     f"{models.pop()}: one group, nothing to compare it with; "
+                     "compare them without --group, or add runs of another model")
   read = [read_run(d, split) for d in model_dirs]
   check_comparable(names, [identity(*r) for r in read])
   curves = [curve(d, *r, group_by_model=group_by_model)

@@ -298,7 +298,9 @@ class BinaryRun(Run):
                 "finetune --pretrained_dir`")
 
   def configure(self, gin_params=(), mesh=None):
-    gin_files = [os.path.join(self.model_dir, OPERATIVE_CONFIG)]
+    # mesh-tensorflow's defaults first, as the binary parses them: they fill what
+    # a run of T5's MtfModel passed in code (layout rules, batch) and left out
+    gin_files = [configs.MTF_DEFAULTS, os.path.join(self.model_dir, OPERATIVE_CONFIG)]
     if mesh:
       gin_files.append(configs.resolve("meshes", mesh))
     configs.clear()
