@@ -36,6 +36,22 @@ def digests(folder):
   return out
 
 
+def checkpoint_weights(checkpoint):
+  """{name: value} of every tensor in a checkpoint."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+def differing_weights(checkpoint_a, checkpoint_b):
+  """Names of the tensors whose values differ between two checkpoints (which must
+  hold the same names)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  wa, wb = checkpoint_weights(checkpoint_a), checkpoint_weights(checkpoint_b)
+  assert wa.keys() == wb.keys()
+  return sorted(n for n in wa if not np.array_equal(wa[n], wb[n]))
+
+
 def read_progress(model_dir):
   with open(os.path.join(model_dir, "train_progress.jsonl")) as f:
     return [json.loads(line) for line in f]

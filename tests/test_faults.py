@@ -24,10 +24,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from conftest import differing_weights
 from conftest import REPO
 from conftest import run_cli
 from primer_mtf.training import checkpoints
@@ -80,17 +80,6 @@ def _cut(checkpoint, seed):
   with open(shard, "r+b") as f:
     f.truncate(offset)
   return shard, offset
-
-
-def _weights(checkpoint):
-  reader = tf.train.load_checkpoint(checkpoint)
-  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
-
-
-def _differing(a, b):
-  wa, wb = _weights(a), _weights(b)
-  assert wa.keys() == wb.keys()
-  return sorted(n for n in wa if not np.array_equal(wa[n], wb[n]))
 
 
 def _steps(model_dir):
@@ -163,7 +152,7 @@ def test_train_resumes_from_the_checkpoint_before_a_cut_one_bit_for_bit(
   assert _global_step(final) == 6
   with open(os.path.join(damaged, "train_progress.jsonl")) as f:
     assert json.loads(f.read().splitlines()[-1])["step"] == 6
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-6"), final) == []
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-6"), final) == []
 
 
 @pytest.mark.e2e
@@ -171,8 +160,8 @@ def test_the_comparison_of_weights_sees_one_step_of_difference(base, tmp_path):
   """The control that shows the bit-for-bit check above can fail: checkpoint 4
   against checkpoint 2 of the same run differs in every trained weight."""
   del tmp_path
-  differing = _differing(os.path.join(base, "model.ckpt-2"),
-                         os.path.join(base, "model.ckpt-4"))
+  differing = differing_weights(os.path.join(base, "model.ckpt-2"),
+                                os.path.join(base, "model.ckpt-4"))
   assert "transformer/embedding" in differing and len(differing) > 10
 
 

@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow.compat.v1 as tf
 
+from conftest import checkpoint_weights
+from conftest import differing_weights
 from conftest import REPO, run_cli
 
 FLOAT32_CHECKPOINTS = "utils.get_variable_dtype.master_dtype = 'float32'"
@@ -29,17 +30,6 @@ def _train(model_dir, steps, *flags):
   return result
 
 
-def _weights(checkpoint):
-  reader = tf.train.load_checkpoint(checkpoint)
-  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
-
-
-def _differing(a, b):
-  wa, wb = _weights(a), _weights(b)
-  assert wa.keys() == wb.keys()
-  return sorted(n for n in wa if not np.array_equal(wa[n], wb[n]))
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp("seeded") / "a")
@@ -51,19 +41,19 @@ def uninterrupted(tmp_path_factory):
 def test_the_same_seed_writes_bit_identical_checkpoints(uninterrupted, tmp_path):
   again = str(tmp_path / "b")
   _train(again, 2)
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-0"),
-                    os.path.join(again, "model.ckpt-0")) == []
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-2"),
-                    os.path.join(again, "model.ckpt-2")) == []
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-0"),
+                           os.path.join(again, "model.ckpt-0")) == []
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-2"),
+                           os.path.join(again, "model.ckpt-2")) == []
   other = str(tmp_path / "c")
   _train(other, 2, "--seed", "7")
   # another seed: every randomly initialised weight differs (only the constant
   # ones, norms and Adafactor's zero slots, agree at step 0)
-  first = _weights(os.path.join(uninterrupted, "model.ckpt-0"))
+  first = checkpoint_weights(os.path.join(uninterrupted, "model.ckpt-0"))
   random = sorted(n for n, w in first.items() if np.unique(w).size > 1)
   assert "transformer/embedding" in random and len(random) >= 10
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-0"),
-                    os.path.join(other, "model.ckpt-0")) == random
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-0"),
+                           os.path.join(other, "model.ckpt-0")) == random
 
 
 @pytest.mark.e2e
@@ -88,7 +78,7 @@ def test_a_killed_run_resumes_with_the_batches_it_would_have_read(uninterrupted,
     process.wait()
   resumed = _train(killed, 8)
   assert "skipping the" in resumed.stderr
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-8"),
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-8"),
                     os.path.join(killed, "model.ckpt-8")) == []
 
 
@@ -98,7 +88,7 @@ def test_without_the_skip_a_resume_replays_the_first_batches(uninterrupted, tmp_
   replayed = str(tmp_path / "replayed")
   _train(replayed, 4)
   _train(replayed, 8, "--gin_param", "utils.run.skip_seen_data = False")
-  assert _differing(os.path.join(uninterrupted, "model.ckpt-4"),
+  assert differing_weights(os.path.join(uninterrupted, "model.ckpt-4"),
                     os.path.join(replayed, "model.ckpt-4")) == []
-  assert len(_differing(os.path.join(uninterrupted, "model.ckpt-8"),
+  assert len(differing_weights(os.path.join(uninterrupted, "model.ckpt-8"),
                         os.path.join(replayed, "model.ckpt-8"))) > 10
