@@ -31,6 +31,7 @@ import os
 import gin
 
 from primer_mtf import configs
+from primer_mtf.errors import UsageError
 
 OPERATIVE_CONFIG = "operative_config.gin"
 
@@ -92,7 +93,7 @@ def latest_step(model_dir):
 
 def finetune(model_dir, task, finetune_steps, pretrained_model_dir, fmt="delimited",
              gin_params=(), pretrained_checkpoint_step=-1, learning_rate=1e-3,
-             lengths=None, **mtf_model_args):
+             lengths=None, mesh=None, batch_size=None, **mtf_model_args):
   """``MtfModel.finetune`` with the configuration in the right order.
 
   Parses the pretrained ``operative_config.gin``, then ``gin/finetune/FMT.gin``
@@ -103,7 +104,8 @@ def finetune(model_dir, task, finetune_steps, pretrained_model_dir, fmt="delimit
   ``finetune_steps`` steps past the pretrained checkpoint into ``model_dir``.
   Adafactor's slots start afresh as in ``primer-mtf finetune`` (bind
   ``tpu_estimator_model_fn.init_variable_filter = ''`` to restore them). Returns
-  the ``MtfModel``, configured for eval and predict on ``model_dir``.
+  the ``MtfModel``, configured for eval and predict on ``model_dir``, and the
+  name the task is registered under (``model.eval`` takes it).
   """
   from primer_mtf.commands import finetune as finetune_lib  # pylint: disable=g-import-not-at-top
   from primer_mtf.data import text2text  # pylint: disable=g-import-not-at-top
@@ -111,12 +113,23 @@ def finetune(model_dir, task, finetune_steps, pretrained_model_dir, fmt="delimit
           else pretrained_checkpoint_step)
   checkpoint = os.path.join(pretrained_model_dir, f"model.ckpt-{step}")
   configs.clear()
-  configs.parse_files([os.path.join(pretrained_model_dir, OPERATIVE_CONFIG)],
+  # mesh-tensorflow's defaults first: they fill what an MtfModel run passed in
+  # code and its operative config lacks (layout rules, batch, optimizer)
+  configs.parse_files([configs.MTF_DEFAULTS,
+                       os.path.join(pretrained_model_dir, OPERATIVE_CONFIG)]
+                      + ([configs.resolve("meshes", mesh)] if mesh else []),
                       ["corpus_task.data_cache = None",
                        # an MtfModel run's config does not bind it (T5 binds it in code)
                        "utils.run.vocabulary = "
-                       "@t5.models.mesh_transformer.get_vocabulary()"])
-  pretrained_length = configs.sequence_length()["inputs"]
+                       "@t5.models.mesh_transformer.get_vocabulary()"]
+                      + ([f"utils.run.batch_size = {batch_size!r}"] if batch_size
+                         else []))
+  if configs.query("utils.run.sequence_length") is None and not lengths:
+    raise UsageError(f"{pretrained_model_dir}'s operative config does not hold its "
+                     "sequence length (a run of MtfModel passes it in code); give "
+                     "lengths={'inputs': N, 'targets': M}")
+  pretrained_length = (configs.sequence_length()["inputs"] if not lengths
+                       else lengths["inputs"] + lengths["targets"])
   configs.parse_files([configs.resolve("finetune", fmt)])
   task_name = text2text.register(task, text2text.pretrained_vocabulary())
   record = {"task": task, "checkpoint": checkpoint, "pretrained_step": step,
@@ -126,23 +139,25 @@ def finetune(model_dir, task, finetune_steps, pretrained_model_dir, fmt="delimit
                       + list(gin_params))
   model = mtf_model(model_dir, **mtf_model_args)
   model.train(task_name, step + finetune_steps, init_checkpoint=checkpoint)
-  return model
+  return model, task_name
 
 
 def evaluate(model_dir, task=None, split="validation", max_batches=100, gin_params=(),
-             sequence_length=None, batch_size=None, mesh=None):
+             sequence_length=None, batch_size=None, mesh=None, model_type=None):
   """The language model's loss, perplexity and token accuracy at every checkpoint
   of ``model_dir`` (a run of primer-mtf, ``MtfModel`` or ``t5_mesh_transformer``),
   which ``MtfModel.eval`` skips: ``primer-mtf eval``'s own. Returns its table
   (a row a checkpoint) and writes ``eval_SPLIT.json`` and a plot there.
 
-  ``task``, ``sequence_length``, ``batch_size`` and ``mesh`` (a ``--mesh`` name):
+  ``task``, ``model_type``, ``sequence_length``, ``batch_size`` and ``mesh`` (a
+  ``--mesh`` name):
   those of an ``MtfModel`` run, which its operative config does not hold
   (``MtfModel`` passes them in code, not through gin); give them as its
   constructor was given them."""
   from primer_mtf.commands import kinds  # pylint: disable=g-import-not-at-top
   given = {"mesh_eval_dataset_fn.mixture_or_task_name": task,
            "get_vocabulary.mixture_or_task_name": task,
+           "utils.run.model_type": model_type,
            "utils.run.sequence_length": sequence_length,
            "utils.run.batch_size": batch_size}
   gin_params = [f"{k} = {v!r}" for k, v in given.items() if v] + list(gin_params)
