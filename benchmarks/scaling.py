@@ -227,6 +227,21 @@ def plot_by_budget(ax, rows, models):
   ax.legend(fontsize=7)
 
 
+def plot_corpora(rows_by_corpus, path, steps_label):
+  """Every corpus's by-budget panel side by side, on one shared speedup axis: every
+  curve of the study in one figure."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(rows_by_corpus), sharey=True,
+                           figsize=(7 * len(rows_by_corpus), 5), squeeze=False)
+  for ax, (corpus, rows) in zip(axes[0], rows_by_corpus.items()):
+    plot_by_budget(ax, rows, list(dict.fromkeys(m for r in rows for m in r["models"])))
+    ax.set_title(f"{corpus}, {steps_label}: every seed and width")
+  fig.savefig(path, dpi=100, bbox_inches="tight")
+  plt.close(fig)
+
+
 def record(corpus, rows, args, argv, partial):
   """The JSON record of one corpus: the setting, the criterion, every width."""
   from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top
@@ -265,6 +280,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   argv = sys.argv[1:] if argv is None else argv
   reuse = dict(r.split("=", 1) for r in args.reuse)
+  rows_by_corpus = {}
   for corpus in args.corpus:
     out = os.path.join(args.out, corpus)
     rows, partial = [], []
@@ -290,6 +306,7 @@ def main(argv=None):
     with open(os.path.join(out, "scaling.json"), "w") as f:
       json.dump(record(corpus, rows, args, argv, partial or None), f, indent=1)
     if rows:
+      rows_by_corpus[corpus] = rows
       plot(rows, os.path.join(out, "scaling.png"),
            f"{args.train_steps or 300} steps, {corpus}")
     for r in rows:
@@ -303,6 +320,9 @@ def main(argv=None):
               (f"; peak {shape['peak']:.2f}x at {shape['peak_step']} steps, last "
                f"{len(shape['last_steps'])} budgets' mean {shape['last_mean']:.2f}x, "
                f"past the transient: {shape['settled']}" if shape else ""))
+  if len(rows_by_corpus) > 1:
+    plot_corpora(rows_by_corpus, os.path.join(args.out, "scaling_by_budget.png"),
+                 f"{args.train_steps or 300} steps")
 
 
 if __name__ == "__main__":
