@@ -225,9 +225,10 @@ def test_every_variable_is_restored_and_the_first_loss_is_the_pretrained_models(
   """One fine-tuning step at learning rate 0 through init_checkpoint, against the
   same step resumed from a copy of the pretrained checkpoint (the Saver restores
   every variable there): the same first loss, on the same first batch. Every
-  weight of the new checkpoint equals the pretrained one."""
+  weight of the new checkpoint equals the pretrained one. (--learning_rate
+  refuses 0, a user's mistake; here it is bound in gin, after the flag's.)"""
   flags = ["--pretrained_dir", pretrained, "--task", "kjv_book", "--finetune_steps",
-           "1", "--learning_rate", "0.0"]
+           "1", "--gin_param", "constant_learning_rate.learning_rate = 0.0"]
   model_dir = str(tmp_path / "lr0")
   _ok(run_cli("finetune", "--model_dir", model_dir, *flags))
   resumed = tmp_path / "resumed"
