@@ -12,7 +12,7 @@ and ``scaling.png`` go into --out/CORPUS.
 The study past the early transient (README, "Comparing runs"):
 
     PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --corpus kjv pydocs \\
-        --widths 128:3 256:3 384:3 --train_steps 2000 --evaluations 20 --out bench/transient
+        --widths 64:3 128:3 256:3 --train_steps 2000 --evaluations 20 --out bench/transient
 
 Past the transient: a model's by-budget mean speedup has stopped moving when its
 last three budgets lie within TOLERANCE of each other, where the tolerance is the
@@ -30,8 +30,8 @@ The 300-step figures of the README (an early-training measure):
     PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --widths 128:3 256:2 384:1 512:1 \\
         --reuse 128=bench/compare_tiny_six --out bench/scaling
 
-Width W has d_model W, heads of 64 (at least 4 heads: 4 x 32 at 128, which is
-``tiny`` exactly), d_ff 4W. ``--reuse W=DIR`` takes the runs of an earlier
+Width W has d_model W, heads of 64 (at least 4 heads: 4 x 16 at 64; 4 x 32 at
+128, which is ``tiny`` exactly), d_ff 4W. ``--reuse W=DIR`` takes the runs of an earlier
 ``compare --train`` of the same configuration (its ``runs`` folder is linked, and
 compare resumes finished runs at no cost).
 """
