@@ -115,7 +115,8 @@ def test_a_changed_figure_is_caught(tmp_path):
   """The control: the same check on a copy of the page with one figure changed."""
   page = os.path.join(REPO, "docs", "performance.md")
   rows = quoted_rows(page)
-  kind, corpus, d_model, _, cells = next(r for r in rows if r[0] == "summary")
+  kind, corpus, d_model, _, cells = next(r for r in rows
+                                         if r[0] == "summary" and "x" in r[4][4])
   with open(page) as f:
     text = f.read()
   line = "| " + " | ".join(cells) + " |"
