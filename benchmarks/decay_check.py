@@ -28,6 +28,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.scaling import TOKENS_PER_STEP  # pylint: disable=g-import-not-at-top,wrong-import-position
 from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -71,10 +72,14 @@ def rsqrt_speedups(record_path, width, model, budgets):
   """{budget: mean FLOPs speedup} of the constant-rate study at those budgets."""
   if not record_path:
     return {}
+  if not os.path.isfile(record_path):
+    sys.exit(f"decay_check: no record at --rsqrt_record {record_path}: give the "
+             "scaling.json that benchmarks/scaling.py wrote for the corpus, or leave "
+             "the flag out")
   with open(record_path) as f:
     record = json.load(f)
   rows = [r for r in record["widths"] if r["d_model"] == width]
-  if not rows:
+  if not rows or model not in rows[0]["models"]:
     return {}
   by_budget = {e["budget_steps"]: e["flops"]["mean"]
                for e in rows[0]["models"][model]["by_budget"] if e["flops"]}
@@ -135,8 +140,8 @@ def main(argv=None):
              f"{args.root}; at least 2 are needed: run benchmarks/scaling.py "
              "--schedule decay for each budget first")
   budgets = [args.budgets[i] for i in done]
-  decay = budget_speedups(budgets, [losses[baseline][i] for i in done],
-                          [losses[model][i] for i in done])
+  final = {m: [losses[m][i] for i in done] for m in args.models}
+  decay = budget_speedups(budgets, final[baseline], final[model])
   rsqrt = rsqrt_speedups(args.rsqrt_record, args.width, model, budgets)
   record = {
       "command": "PYTHONPATH=. .venv/bin/python benchmarks/decay_check.py " +
@@ -144,19 +149,17 @@ def main(argv=None):
       "corpus": args.corpus, "d_model": args.width, "seed": args.seed,
       "schedule": "gin/schedules/decay_to_budget.gin: rsqrt times a linear decay "
                   "to 0 at the budget, one run a budget",
-      "tokens_per_step": 16 * 128, "models": args.models,
+      "tokens_per_step": TOKENS_PER_STEP, "models": args.models,
       "method": "speedup at B = the baseline budget whose final loss equals the "
                 "model's final loss at B, interpolated linearly in log(budget), "
                 "over B; null outside the baseline's budgets",
       "budgets": [{"budget_steps": b,
-                   "final_loss": {m: losses[m][args.budgets.index(b)]
-                                  for m in args.models},
+                   "final_loss": {m: final[m][k] for m in args.models},
                    "speedup_decay": decay[b], "speedup_rsqrt_by_budget": rsqrt.get(b)}
-                  for b in budgets]}
+                  for k, b in enumerate(budgets)]}
   with open(args.out + ".json", "w") as f:
     json.dump(record, f, indent=1)
-  plot(budgets, {m: [losses[m][args.budgets.index(b)] for b in budgets]
-                 for m in args.models}, decay, rsqrt, args.out + ".png",
+  plot(budgets, final, decay, rsqrt, args.out + ".png",
        f"{model} over {baseline}, d_model {args.width}, {args.corpus}, seed "
        f"{args.seed}: learning rate decayed to each budget")
   for b in budgets:

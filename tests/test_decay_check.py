@@ -83,3 +83,15 @@ def test_fewer_than_two_budgets_is_one_line(tmp_path):
                       "--out", str(tmp_path / "x")])
   assert "1 budget(s) have both runs evaluated" in str(e.value)
   assert not os.path.exists(str(tmp_path / "x.json"))
+
+
+def test_a_missing_rsqrt_record_is_one_line_before_anything_is_written(tmp_path):
+  root = str(tmp_path / "decay")
+  for b in (500, 1000):
+    _run(root, b, "transformer", _baseline(b))
+    _run(root, b, "primer_ez", _baseline(1.25 * b))
+  with pytest.raises(SystemExit) as e:
+    decay_check.main(["--root", root, "--budgets", "500", "1000", "--rsqrt_record",
+                      str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
+  assert "no record at --rsqrt_record" in str(e.value)
+  assert not os.path.exists(str(tmp_path / "x.json"))
