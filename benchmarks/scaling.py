@@ -20,6 +20,18 @@ widest range over seeds at those budgets, and at least 0.05 (compare.shape, whic
 the record quotes). --summarise_only writes the records from whatever runs are
 evaluated so far (seeds still training are left out, and the record says so).
 
+--archive DIR keeps what a record is computed from, each finished run's record and
+evaluated curve (``primer_mtf_run.json``, ``eval_validation.json``; no weights),
+in DIR/CORPUS/dW/runs, so the study's records can be written again, and added to,
+after the machine that trained it is gone. The committed study is such a folder:
+
+    PYTHONPATH=. .venv/bin/python benchmarks/scaling.py --corpus kjv pydocs \\
+        --widths 32:3 64:3 128:3 --train_steps 2000 --summarise_only --carry 128 \\
+        --out benchmarks/results/scaling_2000_steps
+
+--carry W keeps width W's row from the record already in --out when its runs are
+not there (the record marks it carried).
+
 --schedule decay trains under gin/schedules/decay_to_budget.gin: the learning rate
 falls linearly to 0 at the last step, so a budget is one run (give each budget its
 own --out and --train_steps), as scaling-law studies measure. The default, rsqrt,
@@ -112,6 +124,41 @@ def finished_runs(folder, models, train_steps):
       seeds.append(seed)
       dirs += names
   return seeds, dirs
+
+
+CURVE_FILES = ("primer_mtf_run.json", "eval_validation.json")
+
+
+def archive_runs(folder, archive, models, train_steps):
+  """Copies the record and evaluated curve of every finished run in
+  ``folder/runs`` into ``archive/runs``: enough for compare, without weights."""
+  from primer_mtf import files  # pylint: disable=g-import-not-at-top
+  _, dirs = finished_runs(folder, models, train_steps)
+  for run_dir in dirs:
+    for name in CURVE_FILES:
+      with open(os.path.join(run_dir, name)) as f:
+        text = f.read()
+      with files.replaced(os.path.join(archive, "runs", os.path.basename(run_dir),
+                                       name)) as f:
+        f.write(text)
+  return dirs
+
+
+def carried_row(out, width):
+  """Width ``width``'s row of the record already at ``out/scaling.json``, marked
+  carried (its runs are not on disk); None if that record has no whole row."""
+  path = os.path.join(out, "scaling.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    earlier = json.load(f)
+  open_widths = {p["d_model"] for p in earlier.get("partial") or []}
+  for row in earlier["widths"]:
+    if row["d_model"] == width and width not in open_widths:
+      row.setdefault("carried", "runs not on disk: the row of the earlier record "
+                     f"({earlier['command']})")
+      return row
+  return None
 
 
 def compare_finished(width, folder, models, train_steps):
@@ -276,8 +323,16 @@ def main(argv=None):
                       help="a seed's models trained this many at a time")
   parser.add_argument("--summarise_only", action="store_true",
                       help="train nothing: record the seeds finished so far")
+  parser.add_argument("--carry", type=int, nargs="*", default=[],
+                      help="with --summarise_only: widths whose rows are kept from "
+                      "the record already in --out when their runs are not there")
+  parser.add_argument("--archive", default=None,
+                      help="copy each finished run's record and curve into "
+                      "ARCHIVE/CORPUS/dW/runs (no weights)")
   parser.add_argument("--out", default="bench/scaling")
   args = parser.parse_args(argv)
+  if args.carry and not args.summarise_only:
+    parser.error("--carry keeps rows of a record: give it with --summarise_only")
   argv = sys.argv[1:] if argv is None else argv
   reuse = dict(r.split("=", 1) for r in args.reuse)
   rows_by_corpus = {}
@@ -290,6 +345,10 @@ def main(argv=None):
       if args.summarise_only:
         summary, done = compare_finished(width, folder, args.models,
                                          args.train_steps or 300)
+        carried = carried_row(out, width) if width in args.carry else None
+        if summary is None and carried:
+          rows.append(carried)
+          continue
         if summary is None:
           partial.append({"d_model": width, "seeds_finished": []})
           continue
@@ -302,6 +361,9 @@ def main(argv=None):
                             reuse.get(str(width)), args.train_steps, corpus,
                             args.evaluations, args.schedule, args.jobs)
         rows.append(summarise(width, list(range(seeds)), summary))
+      if args.archive:
+        archive_runs(folder, os.path.join(args.archive, corpus, f"d{width}"),
+                     args.models, args.train_steps or 300)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scaling.json"), "w") as f:
       json.dump(record(corpus, rows, args, argv, partial or None), f, indent=1)

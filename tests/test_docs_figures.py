@@ -2,7 +2,7 @@
 
 Every table row in README.md and docs/performance.md whose first cell names a
 corpus of the study is read and set against
-``benchmarks/results/scaling_2000_steps_CORPUS.json``:
+``benchmarks/results/scaling_2000_steps/CORPUS/scaling.json``:
 
 - a summary row, ``| kjv | 128 | 3 | 1.41x at 300 | 1.07x (1.02-1.12) | 1.05, 1.08,
   1.07 | yes |``: width, seeds, peak and where, the final speedup and its range over
@@ -25,8 +25,8 @@ MODEL = "primer_ez"
 
 
 def record(corpus):
-  with open(os.path.join(REPO, "benchmarks", "results",
-                         f"scaling_2000_steps_{corpus}.json")) as f:
+  with open(os.path.join(REPO, "benchmarks", "results", "scaling_2000_steps",
+                         corpus, "scaling.json")) as f:
     return json.load(f)
 
 
