@@ -295,3 +295,65 @@ def test_budgets_where_the_baseline_regressed_are_flagged_and_not_a_peak():
   assert ("[compare] ez: the baseline's loss rose above its best so far at steps "
           "400; those budgets measure that, not a lead, and no peak is taken there"
           ) in compare.format_summary(summary)
+
+
+class _FakeProcesses:
+  """subprocess.Popen and subprocess.run stand-ins that log each command's start
+  and end, and fail the commands that name ``fail``."""
+
+  def __init__(self, fail=None):
+    self.log, self.fail = [], fail
+
+  def _name(self, args):
+    sub = args[args.index("primer_mtf") + 1]
+    return f"{sub} {os.path.basename(args[args.index('--model_dir') + 1])}"
+
+  def popen(self, args):
+    name, log, code = self._name(args), self.log, int(self.fail is not None and
+                                                      self.fail in " ".join(args))
+    log.append(f"start {name}")
+
+    class Process:
+      def wait(self):
+        log.append(f"end {name}")
+        return code
+    return Process()
+
+  def run(self, args, check=False):
+    del check
+    process = self.popen(args)
+    return type("Done", (), {"returncode": process.wait()})()
+
+
+def _train_and_compare(monkeypatch, tmp_path, fake, jobs):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(subprocess, "Popen", fake.popen)
+  monkeypatch.setattr(subprocess, "run", fake.run)
+  monkeypatch.setattr(compare, "compare", lambda dirs, *a, **k: dirs)
+  return compare.train_and_compare(["transformer", "primer_ez"], 2, str(tmp_path),
+                                   train_steps=20, evaluations=2, jobs=jobs)
+
+
+def test_with_jobs_a_seeds_models_train_then_evaluate_side_by_side(monkeypatch, tmp_path):
+  fake = _FakeProcesses()
+  dirs = _train_and_compare(monkeypatch, tmp_path, fake, jobs=2)
+  assert [os.path.basename(d) for d in dirs] == [
+      "transformer_seed0", "primer_ez_seed0", "transformer_seed1", "primer_ez_seed1"]
+  expected = []
+  for seed in (0, 1):
+    for stage in ("train", "eval"):
+      names = [f"{stage} {m}_seed{seed}" for m in ("transformer", "primer_ez")]
+      expected += [f"start {n}" for n in names] + [f"end {n}" for n in names]
+  assert fake.log == expected
+  serial = _FakeProcesses()
+  _train_and_compare(monkeypatch, tmp_path, serial, jobs=1)
+  assert serial.log[:4] == ["start train transformer_seed0", "end train transformer_seed0",
+                            "start eval transformer_seed0", "end eval transformer_seed0"]
+
+
+def test_a_failed_job_is_named_once_its_partner_has_ended(monkeypatch, tmp_path):
+  fake = _FakeProcesses(fail="transformer_seed0")
+  with pytest.raises(compare.UsageError, match=r"`primer-mtf train` of .*transformer_seed0 "
+                     r"failed"):
+    _train_and_compare(monkeypatch, tmp_path, fake, jobs=2)
+  assert fake.log[-1] == "end train primer_ez_seed0"      # waited for, not orphaned

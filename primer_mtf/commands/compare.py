@@ -464,8 +464,8 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
   weights (``train --seed``, with the data order of seed 0), ``both`` the two.
   Runs live in ``output/runs/MODEL_seedK``; a rerun resumes them and evaluates
   only checkpoints not evaluated yet, so it costs nothing once done.
-  With ``jobs`` > 1 a seed's models train that many at a time, so a seed's pair
-  is done together (a long study reads its seeds as they finish).
+  With ``jobs`` > 1 a seed's models train, then evaluate, that many at a time,
+  so a seed's pair is done together (a long study reads its seeds as they finish).
   """
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -505,13 +505,16 @@ def train_and_compare(models, seeds, output, size="tiny", mesh="cpu", corpus="kj
       pending.append((model_dir, train))
     if jobs > 1:   # a seed's models side by side, then their evaluations
       for start in range(0, len(pending), jobs):
-        batch = [(d, subprocess.Popen(command + t)) for d, t in pending[start:start + jobs]]
-        for (model_dir, process), (_, train) in zip(batch, pending[start:start + jobs]):
-          if process.wait():
-            raise failed(train, model_dir)
-      pending = [(d, None) for d, _ in pending]
+        batch = pending[start:start + jobs]
+        for stage in (batch, [(d, ["eval", "--model_dir", d]) for d, _ in batch]):
+          processes = [subprocess.Popen(command + args) for _, args in stage]
+          codes = [process.wait() for process in processes]   # all end first
+          for (model_dir, args), code in zip(stage, codes):
+            if code:
+              raise failed(args, model_dir)
+      continue
     for model_dir, train in pending:
-      for args in ([train] if train else []) + [["eval", "--model_dir", model_dir]]:
+      for args in (train, ["eval", "--model_dir", model_dir]):
         if subprocess.run(command + args, check=False).returncode:
           raise failed(args, model_dir)
   print(f"[compare] the {seeds} seeds vary {VARIED[vary]}", file=sys.stderr)
