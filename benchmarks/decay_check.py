@@ -29,6 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.scaling import TOKENS_PER_STEP  # pylint: disable=g-import-not-at-top,wrong-import-position
+from primer_mtf import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from primer_mtf.commands import compare  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -112,7 +113,7 @@ def plot(budgets, losses, decay, rsqrt, path, title):
   right.legend()
   fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -157,8 +158,7 @@ def main(argv=None):
                    "final_loss": {m: final[m][k] for m in args.models},
                    "speedup_decay": decay[b], "speedup_rsqrt_by_budget": rsqrt.get(b)}
                   for k, b in enumerate(budgets)]}
-  with open(args.out + ".json", "w") as f:
-    json.dump(record, f, indent=1)
+  files.write_json(args.out + ".json", record)
   plot(budgets, final, decay, rsqrt, args.out + ".png",
        f"{model} over {baseline}, d_model {args.width}, {args.corpus}, seed "
        f"{args.seed}: learning rate decayed to each budget")

@@ -57,6 +57,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)   # this checkout's primer_mtf, here and in the runs
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+from primer_mtf import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 TOKENS_PER_STEP = 16 * 128
 SCHEDULES = {"rsqrt": [],
              "decay": ["include 'schedules/decay_to_budget.gin'"]}
@@ -132,7 +134,6 @@ CURVE_FILES = ("primer_mtf_run.json", "eval_validation.json")
 def archive_runs(folder, archive, models, train_steps):
   """Copies the record and evaluated curve of every finished run in
   ``folder/runs`` into ``archive/runs``: enough for compare, without weights."""
-  from primer_mtf import files  # pylint: disable=g-import-not-at-top
   _, dirs = finished_runs(folder, models, train_steps)
   for run_dir in dirs:
     for name in CURVE_FILES:
@@ -240,16 +241,18 @@ def plot(rows, path, steps_label="300 steps"):
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=7)
   plot_by_budget(ax2, rows, models)
-  fig.savefig(path, dpi=100, bbox_inches="tight")
+  files.save_figure(fig, path)
   plt.close(fig)
 
 
-def plot_by_budget(ax, rows, models):
+def plot_by_budget(ax, rows, models, widths=None):
   """Every seed's by-budget curve (thin) and each width's mean (thick): one colour
-  a width, one marker a model."""
+  a width (the same in every panel drawn with the same ``widths``), one marker a
+  model."""
   markers = ["o", "s", "^", "d"]
-  for i, r in enumerate(rows):
-    color = f"C{i}"
+  widths = sorted(widths or {r["d_model"] for r in rows})
+  for r in rows:
+    color = f"C{widths.index(r['d_model'])}"
     for j, m in enumerate(models):
       entries = [e for e in r["models"].get(m, {}).get("by_budget", []) if e["flops"]]
       if not entries:
@@ -282,10 +285,12 @@ def plot_corpora(rows_by_corpus, path, steps_label):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(rows_by_corpus), sharey=True,
                            figsize=(7 * len(rows_by_corpus), 5), squeeze=False)
+  widths = {r["d_model"] for rows in rows_by_corpus.values() for r in rows}
   for ax, (corpus, rows) in zip(axes[0], rows_by_corpus.items()):
-    plot_by_budget(ax, rows, list(dict.fromkeys(m for r in rows for m in r["models"])))
+    plot_by_budget(ax, rows, list(dict.fromkeys(m for r in rows for m in r["models"])),
+                   widths)
     ax.set_title(f"{corpus}, {steps_label}: every seed and width")
-  fig.savefig(path, dpi=100, bbox_inches="tight")
+  files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -365,8 +370,8 @@ def main(argv=None):
         archive_runs(folder, os.path.join(args.archive, corpus, f"d{width}"),
                      args.models, args.train_steps or 300)
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "scaling.json"), "w") as f:
-      json.dump(record(corpus, rows, args, argv, partial or None), f, indent=1)
+    files.write_json(os.path.join(out, "scaling.json"),
+                     record(corpus, rows, args, argv, partial or None))
     if rows:
       rows_by_corpus[corpus] = rows
       plot(rows, os.path.join(out, "scaling.png"),
