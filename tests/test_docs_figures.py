@@ -6,7 +6,8 @@ corpus of the study is read and set against
 
 - a summary row, ``| kjv | 128 | 3 | 1.41x at 300 | 1.07x (1.02-1.12) | 1.05, 1.08,
   1.07 | yes |``: width, seeds, peak and where, the final speedup and its range over
-  seeds, the last three budgets' means, and whether that is past the transient;
+  seeds (", 2 of 3 seeds reach it" when not every seed gets down to vanilla's
+  loss), the last three budgets' means, and whether that is past the transient;
 - a by-budget row, ``| kjv, d_model 128, 3 seeds | 1.04 | 1.35 | ... |``: the mean
   FLOPs speedup at each budget of the table's header ("-" where Primer-EZ never
   got down to vanilla's loss; a summary's final is then "never reached").
@@ -65,7 +66,8 @@ def summary_cells(corpus, d_model):
     final_text = "never reached"
   else:
     final_text = f"{final['mean']:.2f}x" + (
-        f" ({final['min']:.2f}-{final['max']:.2f})" if seeds > 1 else "")
+        f" ({final['min']:.2f}-{final['max']:.2f})" if seeds > 1 else "") + (
+        f", {final['n']} of {seeds} seeds reach it" if final["n"] < seeds else "")
   return [corpus, str(d_model), str(seeds),
           f"{shape['peak']:.2f}x at {shape['peak_step']:,}", final_text,
           ", ".join(f"{m:.2f}" for m in shape["last_means"]),
