@@ -14,10 +14,14 @@ Beside it, for the same budgets, the by-budget speedup of the constant-rate runs
 from their scaling record: if the two agree, the by-budget figures of the study
 are not an artefact of a learning rate that never decays.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/decay_check.py --root bench/decay \\
-        --budgets 500 1000 2000 3000 --corpus kjv --width 128 \\
-        --rsqrt_record bench/transient/kjv/scaling.json \\
-        --out benchmarks/results/decay_to_budget_kjv_d128
+    PYTHONPATH=. .venv/bin/python benchmarks/decay_check.py \\
+        --root benchmarks/results/decay_to_budget_kjv_d128 \\
+        --budgets 500 1000 2000 --corpus kjv --width 128 \\
+        --rsqrt_record benchmarks/results/scaling_2000_steps/kjv/scaling.json \\
+        --out benchmarks/results/decay_to_budget_kjv_d128/decay_check
+
+The runs of each budget are those ``scaling.py --archive`` kept (their records and
+evaluated curves), so the record can be written again without the weights.
 """
 
 import argparse
