@@ -95,3 +95,20 @@ def test_a_missing_rsqrt_record_is_one_line_before_anything_is_written(tmp_path)
                       str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")])
   assert "no record at --rsqrt_record" in str(e.value)
   assert not os.path.exists(str(tmp_path / "x.json"))
+
+
+RECORD = os.path.join(REPO, "benchmarks", "results", "decay_to_budget_kjv_d128",
+                      "decay_check.json")
+
+
+@pytest.mark.skipif(not os.path.exists(RECORD), reason="no decay record committed")
+def test_the_committed_record_is_what_its_archived_runs_give(tmp_path, monkeypatch):
+  """The record's own command, run again on the committed runs' curves."""
+  with open(RECORD) as f:
+    committed = json.load(f)
+  args = committed["command"].split("decay_check.py ", 1)[1].split()
+  args[args.index("--out") + 1] = str(tmp_path / "again")
+  monkeypatch.chdir(REPO)
+  again = decay_check.main(args)
+  assert again["budgets"] == committed["budgets"]
+  assert len(committed["budgets"]) >= 2
