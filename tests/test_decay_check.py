@@ -101,7 +101,6 @@ RECORD = os.path.join(REPO, "benchmarks", "results", "decay_to_budget_kjv_d128",
                       "decay_check.json")
 
 
-@pytest.mark.skipif(not os.path.exists(RECORD), reason="no decay record committed")
 def test_the_committed_record_is_what_its_archived_runs_give(tmp_path, monkeypatch):
   """The record's own command, run again on the committed runs' curves."""
   with open(RECORD) as f:
