@@ -350,8 +350,9 @@ def main(argv=None):
       if args.summarise_only:
         summary, done = compare_finished(width, folder, args.models,
                                          args.train_steps or 300)
-        carried = carried_row(out, width) if width in args.carry else None
-        if summary is None and carried:
+        carried = (carried_row(out, width)
+                   if summary is None and width in args.carry else None)
+        if carried:
           rows.append(carried)
           continue
         if summary is None:
