@@ -32,26 +32,46 @@ EXPECTED = [
 QUALITY = [k for k in EXPECTED if k.startswith("quality_")]
 
 
-def _work(units):
-  """CPU work proportional to ``units`` (one thread, no allocation to speak of)."""
-  total = 0
-  for i in range(units * 40_000):
-    total += i * i
-  return total
+class _Clock:
+  """Stands in for the ``time`` module: arms advance it by known CPU and wall
+  seconds, so the harness's arithmetic is checked exactly, not the machine."""
+
+  def __init__(self):
+    self.cpu = self.wall = 0.0
+
+  def process_time(self):
+    return self.cpu
+
+  def perf_counter(self):
+    return self.wall
+
+  def work(self, cpu, wall):
+    self.cpu += cpu
+    self.wall += wall
 
 
-def test_a_ratio_of_k_times_the_work_is_k():
+def test_a_ratio_of_k_times_the_work_is_k(monkeypatch):
   from primer_mtf.bench import harness
-  times = harness.interleave({"one": lambda: _work(1), "three": lambda: _work(3)},
-                             rounds=5, warmup=1)
-  assert len(times["one"]) == len(times.wall["three"]) == 5
+  clock = _Clock()
+  monkeypatch.setattr(harness, "time", clock)
+  rounds = iter(range(100))
+  # "three" costs 3 CPU seconds to "one"'s 1; other jobs add 0-4 s of wall time
+  # to every third call of either arm, which the CPU figures must not see.
+  def arm(cpu):
+    return lambda: clock.work(cpu, cpu + (4.0 if next(rounds) % 3 == 0 else 0.0))
+  times = harness.interleave({"one": arm(1.0), "three": arm(3.0)}, rounds=5, warmup=1)
+  assert times["one"] == [1.0] * 5 and times["three"] == [3.0] * 5
+  assert len(times.wall["three"]) == 5
   r = harness.ratio(times, "three", "one")
-  assert 2.4 <= r["median"] <= 3.6, r
-  assert r["min"] <= r["median"] <= r["max"] and r["rounds"] == 5
-  assert r["wall"]["median"] > 1, r["wall"]   # wall-clock: other jobs add to it
-  # a derived figure: work a second of "three" over "one" is about 1
+  assert (r["median"], r["min"], r["max"], r["rounds"]) == (3.0, 3.0, 3.0, 5)
+  wall = [t / o for t, o in zip(times.wall["three"], times.wall["one"])]
+  assert r["wall"]["median"] == sorted(wall)[2] and r["wall"]["min"] == min(wall)
+  assert min(wall) < 3.0 < max(wall)   # the stand-in for other jobs did reach wall time
+  # a derived figure: work a second of "three" over "one" is 1
   per_second = harness.ratio(times, "three", "one", lambda a, b: (3 / a) / (1 / b))
-  assert 0.7 <= per_second["median"] <= 1.4, per_second
+  assert per_second["median"] == 1.0, per_second
+  summary = harness.summary(times, "three")
+  assert summary["median_cpu_seconds"] == 3.0 and summary["cpu_seconds"] == [3.0] * 5
 
 
 def test_interleave_rotates_the_order_and_warms_up_untimed():
