@@ -129,3 +129,46 @@ def test_a_changed_figure_is_caught(tmp_path):
   (_, _, _, _, got), = [r for r in quoted_rows(str(changed))
                         if r[0] == kind and r[1] == corpus and r[2] == d_model]
   assert got != summary_cells(corpus, d_model)
+
+
+DECAY_RECORD = os.path.join(REPO, "benchmarks", "results", "decay_to_budget_kjv_d128",
+                            "decay_check.json")
+DECAY_HEADER = ["budget (steps)", "vanilla's final loss"]
+
+
+def decay_rows(path):
+  """The decay-to-budget table's rows of a page: [budget, vanilla's loss,
+  Primer-EZ's loss, decayed speedup, constant-rate speedup]."""
+  found = [t for t in tables(path) if t[0][:2] == DECAY_HEADER]
+  assert len(found) == 1, f"{path}: {len(found)} decay-to-budget tables"
+  return found[0][1:]
+
+
+def decay_cells(entry):
+  """A decay table row as the record gives it ("-" where it holds null)."""
+  def speedup(v):
+    return "-" if v is None else f"{v:.2f}x"
+  loss = entry["final_loss"]
+  return [f"{entry['budget_steps']:,}", f"{loss['transformer']:.3f}",
+          f"{loss['primer_ez']:.3f}", speedup(entry["speedup_decay"]),
+          speedup(entry["speedup_rsqrt_by_budget"])]
+
+
+def test_the_decay_to_budget_table_is_its_records():
+  with open(DECAY_RECORD) as f:
+    record = json.load(f)
+  rows = decay_rows(os.path.join(REPO, "docs", "performance.md"))
+  assert [r[:5] for r in rows] == [decay_cells(e) for e in record["budgets"]]
+
+
+def test_a_changed_decay_figure_is_caught(tmp_path):
+  page = os.path.join(REPO, "docs", "performance.md")
+  with open(page) as f:
+    text = f.read()
+  first = decay_rows(page)[0]
+  line = "| " + " | ".join(first) + " |"
+  changed = tmp_path / "performance.md"
+  changed.write_text(text.replace(line, "| " + " | ".join(first[:3] + ["9.99x"] + first[4:]) + " |"))
+  with open(DECAY_RECORD) as f:
+    entry = json.load(f)["budgets"][0]
+  assert decay_rows(str(changed))[0] != decay_cells(entry)
