@@ -16,7 +16,7 @@ are not an artefact of a learning rate that never decays.
 
     PYTHONPATH=. .venv/bin/python benchmarks/decay_check.py \\
         --root benchmarks/results/decay_to_budget_kjv_d128 \\
-        --budgets 500 1000 2000 --corpus kjv --width 128 \\
+        --budgets 500 1000 2000 3000 --corpus kjv --width 128 \\
         --rsqrt_record benchmarks/results/scaling_2000_steps/kjv/scaling.json \\
         --out benchmarks/results/decay_to_budget_kjv_d128/decay_check
 
