@@ -59,6 +59,10 @@ def tables(path):
   return out
 
 
+def markdown_row(cells):
+  return "| " + " | ".join(cells) + " |"
+
+
 def summary_cells(corpus, d_model):
   """A summary row's cells as the record gives them."""
   row = width_row(corpus, d_model)
@@ -124,11 +128,11 @@ def test_a_changed_figure_is_caught(tmp_path):
                                          if r[0] == "summary" and "x" in r[4][4])
   with open(page) as f:
     text = f.read()
-  line = "| " + " | ".join(cells) + " |"
+  line = markdown_row(cells)
   assert line in text
   changed = tmp_path / "performance.md"
   wrong = cells[:4] + ["9.99x" + cells[4][cells[4].index("x") + 1:]] + cells[5:]
-  changed.write_text(text.replace(line, "| " + " | ".join(wrong) + " |"))
+  changed.write_text(text.replace(line, markdown_row(wrong)))
   (_, _, _, _, got), = [r for r in quoted_rows(str(changed))
                         if r[0] == kind and r[1] == corpus and r[2] == d_model]
   assert got != summary_cells(corpus, d_model)
@@ -169,11 +173,19 @@ def test_a_changed_decay_figure_is_caught(tmp_path):
   with open(page) as f:
     text = f.read()
   first = decay_rows(page)[0]
-  line = "| " + " | ".join(first) + " |"
+  line = markdown_row(first)
   assert line in text
-  wrong = "| " + " | ".join(first[:3] + ["9.99x"] + first[4:]) + " |"
   changed = tmp_path / "performance.md"
-  changed.write_text(text.replace(line, wrong))
+  changed.write_text(text.replace(line, markdown_row(first[:3] + ["9.99x"] + first[4:])))
   with open(DECAY_RECORD) as f:
     entry = json.load(f)["budgets"][0]
   assert decay_rows(str(changed))[0] != decay_cells(entry)
+
+
+@pytest.mark.parametrize("doc", [os.path.join("docs", "performance.md"),
+                                 os.path.join("benchmarks", "results", "README.md")])
+def test_the_docs_quote_the_decay_records_own_command(doc):
+  with open(DECAY_RECORD) as f:
+    command = json.load(f)["command"]
+  with open(os.path.join(REPO, doc)) as f:
+    assert command in f.read(), f"{doc} does not quote {command}"
